@@ -1,0 +1,101 @@
+"""Command line: `python -m fastmem bench|sweep ...`."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import FastmemError
+from .retrieval import MODES
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="smollm2", help="Hugging Face id, local folder, .gguf file, or 'smollm2'")
+    p.add_argument("--suite", default=None, help="suite file (JSON/YAML); default: the built-in suite")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--value-steps", type=int, default=32, help="1 = the post's one-step value")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--no-cache", action="store_true", help="recalibrate even if a cached calibration exists")
+
+
+def _setup(args):
+    from .calibrate import load_or_calibrate
+    from .lm import FrozenLM
+    from .suite import load_suite
+
+    torch.manual_seed(args.seed)
+    suite = load_suite(args.suite)
+    t0 = time.perf_counter()
+    lm = FrozenLM.load(args.model, args.device)
+    print(f"model {lm.name}: {lm.n_layers} layers, hidden {lm.hidden_size}, on {lm.device} "
+          f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    t0 = time.perf_counter()
+    bar = tqdm(desc="calibrating on training words", unit="prompt", leave=False)
+    cal, geometry = load_or_calibrate(lm, suite, args.value_steps, args.seed,
+                                      progress=lambda n: bar.update(n), use_cache=not args.no_cache)
+    bar.close()
+    print(f"calibration: key layer {cal.key_layer}, symbol layer {cal.symbol_layer}, context layer "
+          f"{cal.context_layer}, value steps {cal.value_steps} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    return lm, suite, cal, geometry
+
+
+def cmd_bench(args) -> int:
+    from .bench import format_table, rows_to_csv, rows_to_json, run_bench
+
+    lm, suite, cal, geometry = _setup(args)
+    bar = tqdm(desc="benchmark", unit="prompt")
+
+    def progress(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    start = time.perf_counter()
+    rows, timing = run_bench(lm, suite, cal, geometry, args.experiments, args.modes, args.words, progress)
+    wall = time.perf_counter() - start
+    bar.close()
+    print(f"\n{lm.name}, seed {args.seed}, value steps {cal.value_steps} (post's figures for Pythia-70M in brackets)")
+    print(format_table(rows))
+    share = timing.other_s / max(timing.total_s, 1e-9)
+    print(f"\nforward passes: {timing.forward_passes}; wall {wall:.1f} s = model forward {timing.forward_s:.1f} s "
+          f"+ everything else {timing.other_s:.1f} s ({share:.1%})")
+    if args.out:
+        Path(args.out).write_text(rows_to_csv(rows))
+    if args.json:
+        Path(args.json).write_text(rows_to_json(rows, timing, cal))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    args.no_cache = True
+    lm, suite, cal, geometry = _setup(args)
+    print(cal.to_json())
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fastmem", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench = sub.add_parser("bench", help="run the post's experiment and print the table")
+    _common(bench)
+    bench.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    bench.add_argument("--experiments", nargs="+", default=None)
+    bench.add_argument("--words", type=int, default=None, help="test words per experiment (default: all)")
+    bench.add_argument("--out", default=None, help="CSV file for the rows")
+    bench.add_argument("--json", default=None, help="JSON file for rows, timing and calibration")
+    bench.set_defaults(func=cmd_bench)
+    sweep = sub.add_parser("sweep", help="choose layers, alpha and threshold per mode on training words")
+    _common(sweep)
+    sweep.set_defaults(func=cmd_sweep)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        return args.func(args)
+    except FastmemError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,74 @@
+"""Write bindings into a memory and read answers out of it: the two operations of the mechanism.
+
+Both work on `PromptStates` from one batched forward pass, so the benchmark can reuse the same states
+for every mode, alpha and threshold.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .errors import SettingsError
+from .lm import FrozenLM, PromptStates
+from .memory import MemoryBank, MemoryEntry
+from .prompts import SlottedPrompt
+from .retrieval import KeyGeometry, QueryKeys, Retrieved, retrieve
+from .values import correction_vector
+
+MAX_ALPHA = 1000.0
+
+
+def check_alpha(alpha: float) -> float:
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise SettingsError(f"Alpha {alpha!r} is not a number.") from None
+    if not math.isfinite(a) or not 0.0 <= a <= MAX_ALPHA:
+        raise SettingsError(f"Alpha {alpha!r} must be a finite number from 0 to {MAX_ALPHA:g}.")
+    return a
+
+
+def head_bias(lm: FrozenLM) -> torch.Tensor | None:
+    bias = getattr(lm.model.get_output_embeddings(), "bias", None)
+    return None if bias is None else bias.detach().float().cpu()
+
+
+def make_entries(lm: FrozenLM, bank: MemoryBank, states: PromptStates, words, contexts, labels,
+                 prompts: list[SlottedPrompt]) -> list[MemoryEntry]:
+    """Entries from the states of write prompts (the label is the token after each prompt)."""
+    label_ids = [lm.label_token(label) for label in labels]
+    values = correction_vector(states.final, torch.tensor(label_ids), lm.unembedding.detach().float().cpu(),
+                               steps=bank.value_steps, bias=head_bias(lm))
+    return [MemoryEntry(w, c, label.strip(), lid, p.text, p.word_span, p.context_span,
+                        states.word[i, bank.key_layer].clone(),
+                        states.context[i, bank.context_layer].clone(), states.word[i, bank.symbol_layer].clone(),
+                        values[i].clone())
+            for i, (w, c, label, lid, p) in enumerate(zip(words, contexts, labels, label_ids, prompts))]
+
+
+@dataclass(frozen=True)
+class Answer:
+    base_logits: torch.Tensor  # [N, V] plain model
+    logits: torch.Tensor  # [N, V] with alpha * value added after the final norm
+    retrieved: Retrieved
+
+    @property
+    def base_ids(self) -> torch.Tensor:
+        return self.base_logits.argmax(-1)
+
+    @property
+    def ids(self) -> torch.Tensor:
+        return self.logits.argmax(-1)
+
+
+def answer(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, states: PromptStates, contexts, mode: str,
+           alpha: float, threshold: float | None) -> Answer:
+    """Retrieve for each prompt and inject: logits = W_U (h + alpha v) = logits(h) + alpha W_U v."""
+    alpha = check_alpha(alpha)
+    query = QueryKeys.from_states(states, bank, contexts)
+    got = retrieve(mode, query, bank, geometry, threshold)
+    base = lm.logits(states.final)
+    unembedding = lm.unembedding.detach().float().cpu()
+    return Answer(base, base + alpha * (got.values @ unembedding.T), got)

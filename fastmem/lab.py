@@ -1,0 +1,238 @@
+"""The high-level API the app and notebooks use: one shared model, one memory per user.
+
+`Lab` holds the frozen model, its calibration and key geometry (read-only, shared by all sessions).
+Every call takes the user's `MemoryBank` explicitly and never keeps it, so sessions stay apart.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+import torch
+
+from .calibrate import Calibration, empty_bank, load_or_calibrate
+from .engine import answer, check_alpha, make_entries
+from .errors import BindingError, FastmemError, SettingsError
+from .lm import EncodedPrompt, FrozenLM
+from .memory import MemoryBank
+from .prompts import SlottedPrompt, mark, render, template_fields, unrelated_prompt
+from .retrieval import MODES, NEEDS_PROJECTOR, KeyGeometry, check_mode, check_threshold
+from .suite import Suite, load_suite
+
+WRITE_TEMPLATE = "In {context}, {word} means"
+READ_TEMPLATE = "Question: in {context}, what is {word}? Answer:"
+PLAIN_TEMPLATE = "Question: what is {word}? Answer:"
+MAX_WORD, MAX_CONTEXT = 64, 128
+
+
+def clean_field(name: str, text, max_len: int) -> str:
+    """Strip and validate a user-typed word, context or label."""
+    if not isinstance(text, str):
+        raise BindingError(f"The {name} must be text, not {type(text).__name__}.")
+    text = unicodedata.normalize("NFC", text).strip()
+    if not text:
+        raise BindingError(f"The {name} is empty.")
+    if len(text) > max_len:
+        raise BindingError(f"The {name} is {len(text)} characters long; at most {max_len} are allowed.")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text):
+        raise BindingError(f"The {name} {text[:40]!r} contains control or invisible characters.")
+    if "{" in text or "}" in text:
+        raise BindingError(f"The {name} {text!r} contains braces {{ }}, which templates reserve.")
+    return text
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    word: str
+    context: str
+    label: str
+    status: str  # added / replaced / kept / error
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AskResult:
+    prompt: SlottedPrompt
+    encoded: EncodedPrompt
+    mode: str
+    alpha: float
+    threshold: float | None
+    scores: torch.Tensor  # [M] score of every entry (-inf where gated out)
+    chosen: int  # entry index, -1 when nothing was injected
+    best: float
+    reason: str
+    base_logits: torch.Tensor  # [V]
+    logits: torch.Tensor  # [V]
+    value: torch.Tensor  # [d] injected value (zeros when none)
+    base_answer: str
+    answer: str
+    base_generation: str = ""
+    generation: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class Lab:
+    def __init__(self, lm: FrozenLM, calibration: Calibration, geometry: KeyGeometry, suite: Suite | None = None):
+        self.lm, self.calibration, self.geometry = lm, calibration, geometry
+        self.suite = suite or load_suite()
+        self.question_forms = [e.read for e in self.suite.experiments] + [self.suite.plain, READ_TEMPLATE]
+
+    @classmethod
+    def load(cls, model: str = "smollm2", device: str = "auto", suite: Suite | None = None, value_steps: int = 32,
+             seed: int = 0, progress=None, show_progress: bool = False) -> "Lab":
+        lm = FrozenLM.load(model, device)
+        suite = suite or load_suite()
+        cal, geometry = load_or_calibrate(lm, suite, value_steps, seed, progress, show_progress=show_progress)
+        return cls(lm, cal, geometry, suite)
+
+    def new_memory(self) -> MemoryBank:
+        return empty_bank(self.lm, self.calibration)
+
+    def check_memory(self, bank: MemoryBank) -> None:
+        if bank.hidden_size != self.lm.hidden_size or bank.model_name != self.lm.name:
+            raise SettingsError(f"This memory belongs to '{bank.model_name}' (hidden size {bank.hidden_size}); "
+                                f"the loaded model is '{self.lm.name}' (hidden size {self.lm.hidden_size}).")
+
+    # -- write ------------------------------------------------------------------------------
+    def write(self, bank: MemoryBank, rows, template: str = WRITE_TEMPLATE, on_duplicate: str = "replace",
+              progress=None) -> list[WriteResult]:
+        """Write (word, context, label) rows; a bad row gets an error and the others are still written."""
+        self.check_memory(bank)
+        names = template_fields(template)
+        if "context" not in names:
+            raise BindingError(f"The write template {template!r} needs a {{context}} slot.")
+        if on_duplicate not in ("replace", "keep"):
+            raise SettingsError("on_duplicate must be 'replace' or 'keep'.")
+        results: list[WriteResult | None] = []
+        good = []
+        for row in rows:
+            word, context, label = (list(row) + [None, None, None])[:3]
+            try:
+                w, c = clean_field("word", word, MAX_WORD), clean_field("context", context, MAX_CONTEXT)
+                lab = clean_field("label", label, MAX_WORD)
+                self.lm.label_token(lab)
+                prompt = render(template, w, c)
+                self.lm.encode(prompt)
+                good.append((len(results), w, c, lab, prompt))
+                results.append(None)
+            except FastmemError as exc:
+                results.append(WriteResult(str(word), str(context), str(label), "error", str(exc)))
+        seen = {}
+        for i, w, c, lab, _ in good:  # the same slot twice in one batch: the last row wins
+            seen[(w, c)] = i
+        batch = [g for g in good if seen[(g[1], g[2])] == g[0]]
+        for g in good:
+            if seen[(g[1], g[2])] != g[0]:
+                results[g[0]] = WriteResult(g[1], g[2], g[3], "error",
+                                            f"'{g[1]}' in '{g[2]}' appears again later in this batch; that row is used.")
+        if batch:
+            states = self.lm.states([g[4] for g in batch], progress=progress)
+            entries = make_entries(self.lm, bank, states, [g[1] for g in batch], [g[2] for g in batch],
+                                   [g[3] for g in batch], [g[4] for g in batch])
+            for g, entry in zip(batch, entries):
+                results[g[0]] = WriteResult(g[1], g[2], g[3], bank.add(entry, on_duplicate))
+        return results  # type: ignore[return-value]
+
+    # -- questions ----------------------------------------------------------------------------
+    def question(self, word: str, context: str | None = None) -> SlottedPrompt:
+        word = clean_field("word", word, MAX_WORD)
+        if context is None or not str(context).strip():
+            return render(self.suite.plain, word)
+        return render(READ_TEMPLATE, word, clean_field("context", context, MAX_CONTEXT))
+
+    def parse_question(self, text: str, word: str | None = None, context: str | None = None) -> SlottedPrompt:
+        """Slots of a typed question: marked by the user, else from a known question form, else the
+        unrelated-question rule (the last word before '?'). Stored entries are never consulted."""
+        if not isinstance(text, str) or not text.strip():
+            raise BindingError("The question is empty.")
+        if len(text) > 2000:
+            raise BindingError("The question is over 2,000 characters.")
+        if word and word.strip():
+            return mark(text, word.strip(), context.strip() if context and context.strip() else None)
+        for form in self.question_forms:
+            pattern = "".join(re.escape(lit) + (f"(?P<{f}>.+?)" if f else "")
+                              for lit, f in _parse(form))
+            m = re.fullmatch(pattern, text.strip())
+            if m:
+                offset = text.index(text.strip())
+                ctx = m.groupdict().get("context")
+                return SlottedPrompt(text, (m.start("word") + offset, m.end("word") + offset),
+                                     (m.start("context") + offset, m.end("context") + offset) if ctx else None,
+                                     ctx)
+        return unrelated_prompt(text)
+
+    def ask(self, bank: MemoryBank, prompt: SlottedPrompt, mode: str = "dual_key", alpha: float | None = None,
+            threshold: float | None = "default", max_new_tokens: int = 0) -> AskResult:
+        """Answer one question with and without memory, with everything needed to explain it."""
+        self.check_memory(bank)
+        check_mode(mode)
+        defaults = self.calibration.settings(mode)
+        alpha = check_alpha(defaults.alpha if alpha is None else alpha)
+        threshold = defaults.threshold if threshold == "default" else check_threshold(threshold)
+        if mode in NEEDS_PROJECTOR and bank.key_layer != self.calibration.key_layer:
+            raise SettingsError(f"Mode {mode} uses the projector trained at layer {self.calibration.key_layer}; "
+                                f"this memory's keys are at layer {bank.key_layer}. Use raw_both_top1 or dual_key.")
+        encoded = self.lm.encode(prompt)
+        states = self.lm.states([prompt])
+        got = answer(self.lm, bank, self.geometry, states, [prompt.context], mode, alpha, threshold)
+        r = got.retrieved
+        chosen, best = int(r.chosen[0]), float(r.best[0])
+        if mode == "none":
+            reason = "Mode none: the plain model, memory off."
+        elif len(bank) == 0:
+            reason = "The memory is empty: nothing to retrieve."
+        elif torch.isinf(r.best[0]):
+            reason = f"No entry of context {prompt.context!r} in memory (oracle gate)." if mode == "context_gate" \
+                else "No entry could be scored."
+        elif chosen < 0:
+            reason = f"Best score {best:.3f} is below the threshold {threshold:.2f}: nothing injected."
+        else:
+            e = bank.entries[chosen]
+            reason = f"Top-1 is '{e.word}' in '{e.context}' -> '{e.label}' (score {best:.3f}" + \
+                (f" >= threshold {threshold:.2f})." if threshold is not None else ", no threshold).")
+        result = AskResult(prompt, encoded, mode, alpha, threshold, r.scores[0], chosen, best, reason,
+                           got.base_logits[0], got.logits[0], r.values[0],
+                           self.lm.tokenizer.decode([int(got.base_ids[0])]), self.lm.tokenizer.decode([int(got.ids[0])]))
+        if max_new_tokens > 0:
+            n = min(int(max_new_tokens), 32)
+            base = self.lm.generate(prompt.text, got.base_logits[0], n)
+            new = base if chosen < 0 else self.lm.generate(prompt.text, got.logits[0], n)
+            result = _with(result, base_generation=self.lm.tokenizer.decode(base),
+                           generation=self.lm.tokenizer.decode(new))
+        return result
+
+    def top_tokens(self, logits: torch.Tensor, k: int = 10) -> list[tuple[str, float]]:
+        values, ids = logits.float().topk(min(k, logits.shape[-1]))
+        return [(self.lm.tokenizer.decode([int(i)]), float(v)) for v, i in zip(values, ids)]
+
+    def correction_tokens(self, value: torch.Tensor, k: int = 10) -> list[tuple[str, float]]:
+        """Tokens the correction promotes most: W_U @ v, logit-lens style."""
+        return self.top_tokens(value.float() @ self.lm.unembedding.detach().float().cpu().T, k)
+
+    def rekey(self, bank: MemoryBank, key_layer: int) -> MemoryBank:
+        """A copy of the memory with keys taken at another layer (values are unchanged)."""
+        self.lm.check_layer(key_layer)
+        new = MemoryBank(bank.model_name, bank.hidden_size, key_layer, bank.context_layer, bank.symbol_layer,
+                         bank.value_steps)
+        if bank.entries:
+            prompts = [SlottedPrompt(e.write_text, e.word_span, e.context_span, e.context) for e in bank.entries]
+            states = self.lm.states(prompts)
+            for i, e in enumerate(bank.entries):
+                new.add(_with(e, key=states.word[i, key_layer].clone()))
+        return new
+
+
+def _parse(form: str):
+    import string
+
+    return [(lit, f) for lit, f, _, _ in string.Formatter().parse(form)]
+
+
+def _with(obj, **changes):
+    from dataclasses import replace
+
+    return replace(obj, **changes)
+
+
+__all__ = ["Lab", "AskResult", "WriteResult", "MODES", "clean_field"]

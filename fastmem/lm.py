@@ -1,0 +1,160 @@
+"""The frozen model as the memory sees it: batched forward passes that return keys and answer states.
+
+Everything is stateless: no hooks are registered. The correction is added after the final norm, so
+`logits = W_U (h + alpha v) = logits(h) + alpha W_U v` and one forward pass serves every mode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from .arch import arch_names, num_layers
+from .errors import LabelError, SettingsError
+from .prompts import SlottedPrompt, token_positions
+
+
+@dataclass(frozen=True)
+class EncodedPrompt:
+    ids: list[int]
+    tokens: list[str]
+    word_positions: list[int]  # tokens of the invented word; the key is read at the last one
+    context_positions: list[int]  # tokens of the context phrase, or those before the word if none
+    answer_position: int  # the last token: its final state predicts the answer
+
+
+@dataclass(frozen=True)
+class PromptStates:
+    """Per prompt: word key and context key at every layer, and the final (post-norm) answer state."""
+
+    word: torch.Tensor  # [N, n_layers + 1, d]
+    context: torch.Tensor  # [N, n_layers + 1, d]
+    final: torch.Tensor  # [N, d]
+
+    def __len__(self) -> int:
+        return self.final.shape[0]
+
+    def select(self, index) -> "PromptStates":
+        return PromptStates(self.word[index], self.context[index], self.final[index])
+
+    @staticmethod
+    def cat(parts: list["PromptStates"]) -> "PromptStates":
+        return PromptStates(*(torch.cat([getattr(p, f) for p in parts]) for f in ("word", "context", "final")))
+
+
+class FrozenLM:
+    """A frozen causal LM plus its tokenizer; safe to share between threads (no mutable state)."""
+
+    def __init__(self, model: nn.Module, tokenizer, name: str):
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.names = arch_names(model)
+        self.n_layers = num_layers(model)
+        self.hidden_size = int(model.get_output_embeddings().weight.shape[1])
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def load(cls, spec: str, device: str = "auto") -> "FrozenLM":
+        from .loading import load_model
+
+        return cls(*load_model(spec, device))
+
+    @property
+    def unembedding(self) -> torch.Tensor:  # W_U: [V, d], the *output* embedding
+        return self.model.get_output_embeddings().weight
+
+    def check_layer(self, layer: int) -> int:
+        if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer <= self.n_layers:
+            raise SettingsError(f"Layer {layer!r} is out of range: this model has layers 0..{self.n_layers}.")
+        return layer
+
+    # -- tokens ---------------------------------------------------------------------------
+    def label_token(self, label: str) -> int:
+        """The single token id of ` label` (with its leading space); several tokens is an error."""
+        text = " " + label.strip()
+        if not label.strip():
+            raise LabelError("The label is empty.")
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            pieces = self.tokenizer.convert_ids_to_tokens(ids)
+            raise LabelError(
+                f"The label {label.strip()!r} is {len(ids)} tokens for this model ({pieces}); "
+                "labels must be one token (with a leading space)."
+            )
+        return int(ids[0])
+
+    def token_text(self, ids) -> list[str]:
+        return [self.tokenizer.decode([int(i)]) for i in ids]
+
+    def encode(self, prompt: SlottedPrompt) -> EncodedPrompt:
+        enc = self.tokenizer(prompt.text, return_offsets_mapping=True)
+        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        if not ids:
+            raise SettingsError("The prompt is empty.")
+        word = token_positions(offsets, prompt.word_span)
+        if not word:
+            raise SettingsError(f"The word slot of {prompt.text!r} covers no token.")
+        if prompt.context_span is not None:
+            context = token_positions(offsets, prompt.context_span)
+        else:  # no context phrase: the frame before the word stands in for it
+            context = [i for i in range(word[0]) if offsets[i][1] > offsets[i][0]]
+        return EncodedPrompt(ids, self.token_text(ids), word, context or word, len(ids) - 1)
+
+    # -- forward --------------------------------------------------------------------------
+    def _batch(self, encoded: list[EncodedPrompt]):
+        width = max(len(e.ids) for e in encoded)
+        ids = torch.zeros(len(encoded), width, dtype=torch.long)
+        mask = torch.zeros(len(encoded), width, dtype=torch.long)
+        for row, e in enumerate(encoded):  # left padding: the answer position is always the last
+            ids[row, width - len(e.ids):] = torch.tensor(e.ids)
+            mask[row, width - len(e.ids):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # explicit, so padding does not shift RoPE
+        return ids.to(self.device), mask.to(self.device), positions.to(self.device), width
+
+    @torch.inference_mode()
+    def states(self, prompts: list[SlottedPrompt], batch_size: int = 32, progress=None) -> PromptStates:
+        """One forward pass per prompt (batched); `progress(n_done)` is called after each batch."""
+        encoded = [self.encode(p) for p in prompts]
+        parts = []
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start:start + batch_size]
+            ids, mask, positions, width = self._batch(chunk)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             output_hidden_states=True, use_cache=False, logits_to_keep=1)
+            hidden = torch.stack(out.hidden_states, dim=1)  # [B, L+1, T, d]; the last is post-norm
+            word, context = [], []
+            for row, e in enumerate(chunk):
+                shift = width - len(e.ids)
+                word.append(hidden[row, :, shift + e.word_positions[-1]])
+                ctx = [shift + i for i in e.context_positions]
+                context.append(hidden[row, :, ctx].mean(dim=1))
+            parts.append(PromptStates(torch.stack(word).float().cpu(), torch.stack(context).float().cpu(),
+                                      hidden[:, -1, -1].float().cpu()))
+            if progress is not None:
+                progress(len(chunk))
+        if not parts:
+            d, n = self.hidden_size, self.n_layers + 1
+            return PromptStates(torch.zeros(0, n, d), torch.zeros(0, n, d), torch.zeros(0, d))
+        return PromptStates.cat(parts)
+
+    @torch.inference_mode()
+    def logits(self, final: torch.Tensor) -> torch.Tensor:
+        """Next-token logits from post-norm states [N, d] (the output head alone)."""
+        head = self.model.get_output_embeddings()
+        return head(final.to(self.device, head.weight.dtype)).float().cpu()
+
+    @torch.inference_mode()
+    def generate(self, text: str, first_logits: torch.Tensor, max_new_tokens: int = 5) -> list[int]:
+        """Greedy tokens: the first from `first_logits` (already corrected), the rest from the plain model."""
+        ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(self.device)
+        first = int(first_logits.argmax())
+        new = [first]
+        if max_new_tokens > 1:
+            ids = torch.cat([ids, torch.tensor([[first]], device=self.device)], dim=1)
+            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                      max_new_tokens=max_new_tokens - 1,
+                                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0)
+            new += out[0, ids.shape[1]:].tolist()
+        return new

@@ -1,0 +1,99 @@
+"""Prompt templates with marked slots, and where those slots land in the tokenized prompt.
+
+A template such as `Question: in {context}, what is {word}? Answer:` is rendered into text plus the
+character spans of the word and the context. The key positions come from these spans (or from spans
+the user marks by hand), never from searching the prompt for stored words.
+"""
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+from .errors import BindingError
+
+Span = tuple[int, int]
+_FIELDS = {"word", "context"}
+
+
+@dataclass(frozen=True)
+class SlottedPrompt:
+    """Prompt text plus the character spans of its invented word and context phrase (if any)."""
+
+    text: str
+    word_span: Span
+    context_span: Span | None = None
+    context: str | None = None  # the context name, for the oracle gate only
+
+    @property
+    def word(self) -> str:
+        return self.text[self.word_span[0]:self.word_span[1]]
+
+
+def template_fields(template: str) -> list[str]:
+    try:
+        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise BindingError(f"Template {template!r} is not valid: {exc}. Write literal braces as {{{{ and }}}}.") from exc
+    unknown = [n for n in names if n not in _FIELDS]
+    if unknown:
+        raise BindingError(f"Template {template!r} has unknown field(s) {unknown}: only {{word}} and {{context}}.")
+    if names.count("word") != 1:
+        raise BindingError(f"Template {template!r} must contain {{word}} exactly once.")
+    if names.count("context") > 1:
+        raise BindingError(f"Template {template!r} may contain {{context}} at most once.")
+    return names
+
+
+def render(template: str, word: str, context: str | None = None) -> SlottedPrompt:
+    """Fill a template, recording the character spans of the filled slots."""
+    names = template_fields(template)
+    if "context" in names and not context:
+        raise BindingError(f"Template {template!r} needs a context.")
+    text, spans = "", {}
+    for literal, field, _, _ in string.Formatter().parse(template):
+        text += literal
+        if field is None:
+            continue
+        value = word if field == "word" else context
+        spans[field] = (len(text), len(text) + len(value))
+        text += value
+    return SlottedPrompt(text, spans["word"], spans.get("context"), context if "context" in names else None)
+
+
+def mark(text: str, word: str, context: str | None = None) -> SlottedPrompt:
+    """Mark the slots of a free-typed prompt by hand: the user names the word (and context) in it.
+
+    The last occurrence of the word is used (it sits next to the answer); the context must precede it.
+    """
+    if not word or not word.strip():
+        raise BindingError("Mark the invented word: it is empty.")
+    at = text.rfind(word)
+    if at < 0:
+        raise BindingError(f"The word {word!r} does not occur in the question {text!r}.")
+    ctx_span = None
+    if context:
+        c_at = text.rfind(context, 0, at + len(word))
+        if c_at < 0:
+            raise BindingError(f"The context {context!r} does not occur in the question {text!r}.")
+        ctx_span = (c_at, c_at + len(context))
+    return SlottedPrompt(text, (at, at + len(word)), ctx_span, context)
+
+
+def unrelated_prompt(question: str) -> SlottedPrompt:
+    """An unrelated question keyed like the rest: its slot is the last word before the first `?`."""
+    end = question.find("?")
+    end = len(question.rstrip()) if end < 0 else end
+    while end > 0 and not question[end - 1].isalnum():
+        end -= 1
+    start = end
+    while start > 0 and (question[start - 1].isalnum() or question[start - 1] in "-'"):
+        start -= 1
+    if start == end:
+        raise BindingError(f"The question {question!r} has no word to key on.")
+    return SlottedPrompt(question, (start, end), None, None)
+
+
+def token_positions(offsets: list[Span], span: Span) -> list[int]:
+    """Indices of tokens whose character offsets overlap `span` (special tokens have empty offsets)."""
+    lo, hi = span
+    return [i for i, (s, e) in enumerate(offsets) if e > s and s < hi and e > lo]

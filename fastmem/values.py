@@ -1,0 +1,44 @@
+"""Memory values: the cross-entropy output correction, computed through the output head only.
+
+One step is the post's value `W_U[target] - softmax(W_U h) @ W_U`, which equals minus the gradient
+of cross-entropy with respect to the final hidden state `h`. More steps keep descending the same loss
+with respect to `h` (the transformer itself is never touched): step 1 is exactly the post's value.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def one_step_value(final: torch.Tensor, targets: torch.Tensor, unembedding: torch.Tensor,
+                   bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`W_U[t] - softmax(W_U h) @ W_U` for each row: final [N, d], targets [N] -> [N, d]."""
+    logits = final @ unembedding.T
+    if bias is not None:
+        logits = logits + bias
+    probs = logits.softmax(dim=-1)
+    return unembedding[targets] - probs @ unembedding
+
+
+def correction_vector(final: torch.Tensor, targets: torch.Tensor, unembedding: torch.Tensor,
+                      steps: int = 1, step_size: float = 1.0, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum of `steps` descent steps of CE(W_U (h + v), target) in v, from v = 0."""
+    final, unembedding = final.float(), unembedding.float()
+    bias = None if bias is None else bias.float()
+    value = torch.zeros_like(final)
+    for _ in range(max(1, int(steps))):
+        value = value + step_size * one_step_value(final + value, targets, unembedding, bias)
+    return value
+
+
+def ce_gradient(final: torch.Tensor, targets: torch.Tensor, unembedding: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Autograd reference: d CE / d h, summed over rows (each row's gradient is its own)."""
+    with torch.enable_grad():
+        h = final.detach().float().clone().requires_grad_(True)
+        logits = h @ unembedding.float().T
+        if bias is not None:
+            logits = logits + bias.float()
+        loss = F.cross_entropy(logits, targets, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, h)
+    return grad
