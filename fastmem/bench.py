@@ -112,20 +112,18 @@ def run_bench(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometr
             by_word.setdefault(e.word, set()).add(e.label_id)
         all_labels = set(labels.tolist())
         contexts = [b.context for b in binds]
-        plain_base = None
+        groups = {"write": (write, contexts), "read": (read, contexts), "plain": (plain, [None] * len(words)),
+                  "unrelated": (unrel_states, [None] * len(unrelated))}
+        base = {name: lm.logits(st.final) for name, (st, _) in groups.items()}  # shared by every mode
         for mode in modes:
             s = cal.settings(mode)
-            hits = {}
-            got = answer(lm, bank, geometry, write, contexts, mode, s.alpha, s.threshold)
-            hits["write"] = (int((got.ids == labels).sum()), n)
-            got = answer(lm, bank, geometry, read, contexts, mode, s.alpha, s.threshold)
-            hits["read"] = (int((got.ids == labels).sum()), n)
-            got = answer(lm, bank, geometry, plain, [None] * len(words), mode, s.alpha, s.threshold)
-            hits["plain"] = (sum(int(i) in by_word[w.word] for i, w in zip(got.ids, words)), len(words))
-            got = answer(lm, bank, geometry, unrel_states, [None] * len(unrelated), mode, s.alpha, s.threshold)
-            plain_base = got.base_ids if plain_base is None else plain_base
-            hits["unrelated"] = (sum(int(i) in all_labels for i in got.ids), len(unrelated))
-            hits["unchanged"] = (int((got.ids == plain_base).sum()), len(unrelated))
+            ids = {name: answer(lm, bank, geometry, st, ctx, mode, s.alpha, s.threshold, base[name]).ids
+                   for name, (st, ctx) in groups.items()}
+            hits = {"write": (int((ids["write"] == labels).sum()), n),
+                    "read": (int((ids["read"] == labels).sum()), n),
+                    "plain": (sum(int(i) in by_word[w.word] for i, w in zip(ids["plain"], words)), len(words)),
+                    "unrelated": (sum(int(i) in all_labels for i in ids["unrelated"]), len(unrelated)),
+                    "unchanged": (int((ids["unrelated"] == base["unrelated"].argmax(-1)).sum()), len(unrelated))}
             for metric in METRICS:
                 h, total_n = hits[metric]
                 lo, hi = wilson(h, total_n)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import threading
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +28,7 @@ from .suite import Suite, bindings
 
 ALPHAS = (0.5, 1.0, 2.0, 4.0, 8.0)
 THRESHOLDS = (None,) + tuple(round(0.05 * i, 2) for i in range(1, 19))
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,24 @@ def _dev_metrics(lm, bank, geometry, ts, mode, alphas, thresholds, unembedding):
     return out
 
 
-def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 32, seed: int = 0, progress=None,
+def _objective(scores: tuple[float, float, float, float]) -> float:
+    write, read, plain, unrelated = scores
+    # Read first; context-free and unrelated activations cost much more than a missed read.
+    return read + 0.5 * write - 4 * plain - 8 * unrelated
+
+
+def _choose(table: dict) -> tuple[float, float | None]:
+    """Best objective; among ties the middle alpha, then the middle of the threshold plateau, so the
+    choice sits away from the edges where test words would start to flip."""
+    best = max(_objective(v) for v in table.values())
+    ties = [k for k, v in table.items() if _objective(v) >= best - 1e-9]
+    alphas = sorted({a for a, _ in ties})
+    alpha = alphas[(len(alphas) - 1) // 2]
+    numeric = sorted(t for a, t in ties if a == alpha and t is not None)
+    return alpha, (numeric[(len(numeric) - 1) // 2] if numeric else None)
+
+
+def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, progress=None,
               show_progress: bool = True) -> tuple[Calibration, KeyGeometry]:
     ts = _training_states(lm, suite, seed, progress)
     n = lm.n_layers
@@ -192,9 +212,8 @@ def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 32, seed: int = 0, 
             modes[mode] = ModeSettings(0.0, None)
             continue
         table = _dev_metrics(lm, bank, geometry, ts, mode, ALPHAS, THRESHOLDS, unembedding)
-        # Read first; context-free and unrelated activations cost much more than a missed read.
-        (alpha, thr), (w, r, p, u) = max(table.items(), key=lambda kv: (
-            kv[1][1] + 0.5 * kv[1][0] - 4 * kv[1][2] - 8 * kv[1][3], -kv[0][0]))
+        alpha, thr = _choose(table)
+        w, r, p, u = table[(alpha, thr)]
         modes[mode] = ModeSettings(alpha, thr)
         dev_scores[mode] = {"write": w, "read": r, "plain": p, "unrelated": u}
     cal = Calibration(lm.name, key_layer, symbol_layer, context_layer, value_steps, seed, modes,
@@ -210,7 +229,7 @@ def _cache_folder(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> Pa
     return cache_dir() / "calibration" / f"{slug}-{tag}"
 
 
-def load_or_calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 32, seed: int = 0, progress=None,
+def load_or_calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, progress=None,
                       use_cache: bool = True, show_progress: bool = True) -> tuple[Calibration, KeyGeometry]:
     folder = _cache_folder(lm, suite, value_steps, seed)
     if use_cache and (folder / "calibration.json").is_file():
@@ -222,10 +241,15 @@ def load_or_calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 32, seed: i
         except Exception:  # noqa: BLE001 - a damaged cache is simply rebuilt
             pass
     cal, geometry = calibrate(lm, suite, value_steps, seed, progress, show_progress)
-    if use_cache:
+    if use_cache:  # write beside, then rename: a concurrent reader never sees half a calibration
+        final, folder = folder, folder.with_name(f"{folder.name}.{os.getpid()}.{threading.get_ident()}.partial")
         folder.mkdir(parents=True, exist_ok=True)
         geometry.projector.save(folder / "projector.safetensors")
         save_file({"symbol": geometry.symbol_baseline.contiguous(), "context": geometry.context_baseline.contiguous()},
                   folder / "baselines.safetensors")
         (folder / "calibration.json").write_text(cal.to_json())
+        try:
+            folder.rename(final)
+        except OSError:  # another process finished first: keep theirs
+            shutil.rmtree(folder, ignore_errors=True)
     return cal, geometry

@@ -18,7 +18,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="smollm2", help="Hugging Face id, local folder, .gguf file, or 'smollm2'")
     p.add_argument("--suite", default=None, help="suite file (JSON/YAML); default: the built-in suite")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--value-steps", type=int, default=32, help="1 = the post's one-step value")
+    p.add_argument("--value-steps", type=int, default=8, help="1 = the post's one-step value")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-cache", action="store_true", help="recalibrate even if a cached calibration exists")
 

@@ -64,11 +64,17 @@ class Answer:
 
 
 def answer(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, states: PromptStates, contexts, mode: str,
-           alpha: float, threshold: float | None) -> Answer:
-    """Retrieve for each prompt and inject: logits = W_U (h + alpha v) = logits(h) + alpha W_U v."""
+           alpha: float, threshold: float | None, base_logits: torch.Tensor | None = None) -> Answer:
+    """Retrieve for each prompt and inject: logits = W_U (h + alpha v) = logits(h) + alpha W_U v.
+
+    `base_logits` (the plain model's, from an earlier call) saves recomputing them for every mode.
+    """
     alpha = check_alpha(alpha)
     query = QueryKeys.from_states(states, bank, contexts)
     got = retrieve(mode, query, bank, geometry, threshold)
-    base = lm.logits(states.final)
-    unembedding = lm.unembedding.detach().float().cpu()
-    return Answer(base, base + alpha * (got.values @ unembedding.T), got)
+    base = lm.logits(states.final) if base_logits is None else base_logits
+    logits = base.clone()
+    rows = (got.chosen >= 0).nonzero().flatten()
+    if len(rows) and alpha != 0.0:  # only rows that retrieved something change
+        logits[rows] += alpha * (got.values[rows] @ lm.unembedding.detach().float().cpu().T)
+    return Answer(base, logits, got)
