@@ -5,6 +5,7 @@ Every call takes the user's `MemoryBank` explicitly and never keeps it, so sessi
 """
 from __future__ import annotations
 
+import numbers
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import torch
 
 from .calibrate import Calibration, empty_bank, load_or_calibrate
 from .engine import answer, check_alpha, make_entries
-from .errors import BindingError, FastmemError, SettingsError
+from .errors import BindingError, FastmemError, LabelError, MemoryFileError, SettingsError
 from .lm import EncodedPrompt, FrozenLM
 from .memory import MemoryBank
 from .prompts import SlottedPrompt, mark, render, template_fields, unrelated_prompt
@@ -23,7 +24,7 @@ from .suite import Suite, load_suite
 WRITE_TEMPLATE = "In {context}, {word} means"
 READ_TEMPLATE = "Question: in {context}, what is {word}? Answer:"
 PLAIN_TEMPLATE = "Question: what is {word}? Answer:"
-MAX_WORD, MAX_CONTEXT = 64, 128
+MAX_WORD, MAX_CONTEXT, MAX_QUESTION = 64, 128, 2000
 
 
 def clean_field(name: str, text, max_len: int) -> str:
@@ -90,15 +91,39 @@ class Lab:
         return empty_bank(self.lm, self.calibration)
 
     def check_memory(self, bank: MemoryBank) -> None:
+        if not isinstance(bank, MemoryBank):
+            raise SettingsError(f"Expected a MemoryBank (from new_memory or import_memory), not {type(bank).__name__}.")
         if bank.hidden_size != self.lm.hidden_size or bank.model_name != self.lm.name:
             raise SettingsError(f"This memory belongs to '{bank.model_name}' (hidden size {bank.hidden_size}); "
                                 f"the loaded model is '{self.lm.name}' (hidden size {self.lm.hidden_size}).")
+        if max(bank.key_layer, bank.context_layer, bank.symbol_layer) > self.lm.n_layers:
+            raise SettingsError(f"This memory uses layers beyond this model's 0..{self.lm.n_layers}.")
+
+    def export_memory(self, bank: MemoryBank) -> bytes:
+        """The memory as a file (safetensors + JSON manifest) that `import_memory` reads back exactly."""
+        self.check_memory(bank)
+        return bank.to_bytes(self.calibration.projector_id)
+
+    def import_memory(self, data: bytes) -> MemoryBank:
+        """A new memory from a file; raises MemoryFileError (and changes nothing) unless it fits this model."""
+        bank, _ = MemoryBank.from_bytes(data, expect_hidden_size=self.lm.hidden_size)
+        try:
+            self.check_memory(bank)
+        except SettingsError as exc:
+            raise MemoryFileError(str(exc)) from None
+        vocab = self.lm.unembedding.shape[0]
+        if any(not 0 <= e.label_id < vocab for e in bank.entries):
+            raise MemoryFileError(f"The memory file has label ids outside this model's vocabulary (0..{vocab - 1}).")
+        return bank
 
     # -- write ------------------------------------------------------------------------------
     def write(self, bank: MemoryBank, rows, template: str = WRITE_TEMPLATE, on_duplicate: str = "replace",
               progress=None) -> list[WriteResult]:
         """Write (word, context, label) rows; a bad row gets an error and the others are still written."""
         self.check_memory(bank)
+        if rows is None or isinstance(rows, str | bytes | dict) or not hasattr(rows, "__iter__"):
+            raise BindingError("Rows must be a list of (word, context, label) rows.")
+        rows = list(rows)
         names = template_fields(template)
         if "context" not in names:
             raise BindingError(f"The write template {template!r} needs a {{context}} slot.")
@@ -107,11 +132,14 @@ class Lab:
         results: list[WriteResult | None] = []
         good = []
         for row in rows:
-            word, context, label = (list(row) + [None, None, None])[:3]
+            ok_row = isinstance(row, tuple | list) and len(row) == 3
+            word, context, label = row if ok_row else (None, None, None)
             try:
+                if not ok_row:
+                    raise BindingError(f"A row must be (word, context, label), not {str(row)[:60]!r}.")
                 w, c = clean_field("word", word, MAX_WORD), clean_field("context", context, MAX_CONTEXT)
                 lab = clean_field("label", label, MAX_WORD)
-                self.lm.label_token(lab)
+                self._label_id(lab)
                 prompt = render(template, w, c)
                 self.lm.encode(prompt)
                 good.append((len(results), w, c, lab, prompt))
@@ -146,15 +174,20 @@ class Lab:
         unrelated-question rule (the last word before '?'). Stored entries are never consulted."""
         if not isinstance(text, str) or not text.strip():
             raise BindingError("The question is empty.")
-        if len(text) > 2000:
-            raise BindingError("The question is over 2,000 characters.")
+        if len(text) > MAX_QUESTION:
+            raise BindingError(f"The question is over {MAX_QUESTION:,} characters.")
+        if any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\t\n\r" for ch in text):
+            raise BindingError("The question contains control characters.")
+        for name, value in (("word", word), ("context", context)):
+            if value is not None and not isinstance(value, str):
+                raise BindingError(f"The marked {name} must be text, not {type(value).__name__}.")
         if word and word.strip():
             return mark(text, word.strip(), context.strip() if context and context.strip() else None)
         for form in self.question_forms:
             pattern = "".join(re.escape(lit) + (f"(?P<{f}>.+?)" if f else "")
                               for lit, f in _parse(form))
             m = re.fullmatch(pattern, text.strip())
-            if m:
+            if m and all(g.strip() for g in m.groupdict().values()):
                 offset = text.index(text.strip())
                 ctx = m.groupdict().get("context")
                 return SlottedPrompt(text, (m.start("word") + offset, m.end("word") + offset),
@@ -166,10 +199,22 @@ class Lab:
             threshold: float | None = "default", max_new_tokens: int = 0) -> AskResult:
         """Answer one question with and without memory, with everything needed to explain it."""
         self.check_memory(bank)
+        if not isinstance(prompt, SlottedPrompt):
+            raise BindingError(f"Ask with a question from parse_question or question, not {type(prompt).__name__}.")
         check_mode(mode)
         defaults = self.calibration.settings(mode)
+        if isinstance(alpha, bool):
+            raise SettingsError(f"Alpha {alpha!r} is not a number.")
         alpha = check_alpha(defaults.alpha if alpha is None else alpha)
-        threshold = defaults.threshold if threshold == "default" else check_threshold(threshold)
+        if isinstance(threshold, str) and threshold == "default":
+            threshold = defaults.threshold
+        elif threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
+            raise SettingsError(f"Threshold {threshold!r} must be a number in [-1, 1] or None (off).")
+        else:
+            threshold = check_threshold(threshold)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) \
+                or max_new_tokens < 0:
+            raise SettingsError(f"max_new_tokens {max_new_tokens!r} must be a whole number >= 0.")
         if mode in NEEDS_PROJECTOR and bank.key_layer != self.calibration.key_layer:
             raise SettingsError(f"Mode {mode} uses the projector trained at layer {self.calibration.key_layer}; "
                                 f"this memory's keys are at layer {bank.key_layer}. Use raw_both_top1 or dual_key.")
@@ -201,6 +246,15 @@ class Lab:
             result = _with(result, base_generation=self.lm.tokenizer.decode(base),
                            generation=self.lm.tokenizer.decode(new))
         return result
+
+    def _label_id(self, label: str) -> int:
+        """The label's single token id; the unknown token and special tokens are not labels."""
+        lid = self.lm.label_token(label)
+        tok = self.lm.tokenizer
+        if lid == tok.unk_token_id or lid in set(tok.all_special_ids):
+            raise LabelError(f"The label {label!r} is not in this model's vocabulary (it reads as "
+                             f"{tok.convert_ids_to_tokens([lid])[0]!r}).")
+        return lid
 
     def top_tokens(self, logits: torch.Tensor, k: int = 10) -> list[tuple[str, float]]:
         values, ids = logits.float().topk(min(k, logits.shape[-1]))

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from .errors import BindingError, MemoryFileError
 
@@ -108,65 +107,136 @@ class MemoryBank:
 
     # -- files --------------------------------------------------------------------------------
     def to_bytes(self, projector_id: str | None = None) -> bytes:
+        """The memory as a safetensors file. Deterministic: the same memory always gives the same bytes."""
         meta = {k: getattr(self, k) for k in ("model_name", "hidden_size", "key_layer", "context_layer",
                                               "symbol_layer", "value_steps")}
         meta["projector_id"] = projector_id
         meta["entries"] = [{k: v for k, v in asdict(e).items() if k not in _TENSOR_FIELDS} for e in self.entries]
         tensors = {f: t.contiguous().float() for f, t in self.stacked().items() if f != "label_id"}
         manifest = json.dumps(meta, ensure_ascii=False)
-        return st_save(tensors, metadata={"format": FORMAT, "version": str(FORMAT_VERSION), "manifest": manifest})
+        return _st_save(tensors, {"format": FORMAT, "version": str(FORMAT_VERSION), "manifest": manifest})
 
     @classmethod
     def from_bytes(cls, data: bytes, expect_hidden_size: int | None = None) -> tuple["MemoryBank", str | None]:
-        """Parse a memory file; returns (bank, projector id). Raises MemoryFileError on anything odd."""
+        """Parse a memory file; returns (bank, projector id). Raises MemoryFileError on anything odd.
+
+        Only safetensors and JSON are parsed: nothing is unpickled, unzipped or executed.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise MemoryFileError(f"A memory file must be given as bytes, not {type(data).__name__}.")
         if len(data) > MAX_FILE_BYTES:
             raise MemoryFileError(f"The file is {len(data) / 2**20:.0f} MiB; memory files are at most "
                                   f"{MAX_FILE_BYTES // 2**20} MiB.")
+        data = bytes(data)
         try:
-            tensors = st_load(bytes(data))
+            tensors = st_load(data)
             header = _read_header(data)
-        except (SafetensorError, ValueError, UnicodeDecodeError, json.JSONDecodeError, OverflowError) as exc:
+        except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError, TypeError, AttributeError,
+                RecursionError) as exc:
+            kind = _sniff(data)  # only named once safetensors has failed: a valid header may start alike
+            if kind:
+                raise MemoryFileError(f"This is not a fastmem memory file: it looks like {kind}. Memory files "
+                                      "are the .safetensors files fastmem exports.") from exc
             raise MemoryFileError(f"This is not a fastmem memory file (not valid safetensors: {exc}).") from exc
-        if header.get("format") != FORMAT:
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise MemoryFileError("This safetensors file is not a fastmem memory file.")
         if header.get("version") != str(FORMAT_VERSION):
             raise MemoryFileError(f"Memory file format version {header.get('version')!r} is not supported "
                                   f"(this fastmem reads version {FORMAT_VERSION}).")
         try:
             meta = json.loads(header["manifest"])
-            bank = cls(str(meta["model_name"]), int(meta["hidden_size"]), int(meta["key_layer"]),
-                       int(meta["context_layer"]), int(meta["symbol_layer"]), int(meta["value_steps"]))
+            bank = cls(_text(meta["model_name"]), *(_int(meta[k]) for k in (
+                "hidden_size", "key_layer", "context_layer", "symbol_layer", "value_steps")))
+            if bank.hidden_size < 1 or min(bank.key_layer, bank.context_layer, bank.symbol_layer) < 0 \
+                    or bank.value_steps < 1:
+                raise ValueError("hidden size, layers or value steps out of range")
+            projector_id = meta.get("projector_id")
+            if projector_id is not None and not isinstance(projector_id, str):
+                raise ValueError("projector_id is not text")
             rows = meta["entries"]
+            if not isinstance(rows, list):
+                raise ValueError("entries is not a list")
             m, d = len(rows), bank.hidden_size
             for f in _TENSOR_FIELDS:
+                if tensors[f].dtype != torch.float32:
+                    raise MemoryFileError(f"Tensor '{f}' is {tensors[f].dtype}; memory files store float32.")
                 if tuple(tensors[f].shape) != (m, d) and not (m == 0 and tensors[f].numel() == 0):
                     raise MemoryFileError(f"Tensor '{f}' has shape {tuple(tensors[f].shape)}, expected {(m, d)}.")
                 if not torch.isfinite(tensors[f]).all():
                     raise MemoryFileError(f"Tensor '{f}' holds NaN or infinite values.")
             for i, row in enumerate(rows):
-                bank.entries.append(MemoryEntry(
-                    str(row["word"]), str(row["context"]), str(row["label"]), int(row["label_id"]),
-                    str(row["write_text"]), _span(row["word_span"]), _span(row.get("context_span")),
-                    *(tensors[f][i].clone() for f in _TENSOR_FIELDS)))
+                entry = MemoryEntry(
+                    _text(row["word"]), _text(row["context"]), _text(row["label"]), _int(row["label_id"]),
+                    _text(row["write_text"]), _span(row["word_span"]), _span(row.get("context_span")),
+                    *(tensors[f][i].clone() for f in _TENSOR_FIELDS))
+                if entry.label_id < 0 or not entry.word or not entry.context or not entry.label:
+                    raise ValueError(f"entry {i} has an empty field or a negative label id")
+                for span in (entry.word_span, entry.context_span):
+                    if span is not None and span[1] > len(entry.write_text):
+                        raise ValueError(f"entry {i} has a span outside its write text")
+                bank.entries.append(entry)
         except MemoryFileError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
             raise MemoryFileError(f"The memory file's manifest is incomplete or malformed ({exc!r}).") from exc
         if len({e.slot for e in bank.entries}) != len(bank.entries):
             raise MemoryFileError("The memory file has two entries for the same word and context.")
         if expect_hidden_size is not None and bank.hidden_size != expect_hidden_size:
             raise MemoryFileError(f"This memory was written with '{bank.model_name}' (hidden size "
                                   f"{bank.hidden_size}); the loaded model has hidden size {expect_hidden_size}.")
-        return bank, meta.get("projector_id")
+        return bank, projector_id
+
+
+def _sniff(data: bytes) -> str | None:
+    """Name a few well-known file kinds a user may upload by mistake (never opened further)."""
+    if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "a zip archive (e.g. a torch .pt/.pth checkpoint)"
+    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle (pickles are never loaded)"
+    if data[:2] == b"\x1f\x8b":
+        return "a gzip file"
+    if data[:1] in (b"{", b"["):
+        return "a JSON file"
+    return None
+
+
+def _text(raw) -> str:
+    if not isinstance(raw, str):
+        raise TypeError(f"expected text, got {type(raw).__name__}")
+    return raw
+
+
+def _int(raw) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise TypeError(f"expected an integer, got {raw!r}"[:80])
+    return raw
 
 
 def _span(raw) -> tuple[int, int] | None:
     if raw is None:
         return None
-    start, end = (int(x) for x in raw)
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise ValueError(f"bad span {raw!r}"[:80])
+    start, end = (_int(x) for x in raw)
     if not 0 <= start < end:
         raise ValueError(f"bad span {raw!r}")
     return (start, end)
+
+
+def _st_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes with a sorted, hence reproducible, header (safetensors' own writer orders the
+    metadata at random). Every tensor is float32 and contiguous."""
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().to(torch.float32).contiguous().cpu()
+        blob = t.numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    head = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    return len(head).to_bytes(8, "little") + head + b"".join(blobs)
 
 
 def _read_header(data: bytes) -> dict:

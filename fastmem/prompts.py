@@ -29,14 +29,25 @@ class SlottedPrompt:
         return self.text[self.word_span[0]:self.word_span[1]]
 
 
+def _need_text(what: str, value) -> str:
+    if not isinstance(value, str):
+        raise BindingError(f"The {what} must be text, not {type(value).__name__}.")
+    return value
+
+
 def template_fields(template: str) -> list[str]:
+    _need_text("template", template)
     try:
-        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        parsed = [(f, conv, spec) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+        names = [f for f, _, _ in parsed]
     except ValueError as exc:
         raise BindingError(f"Template {template!r} is not valid: {exc}. Write literal braces as {{{{ and }}}}.") from exc
     unknown = [n for n in names if n not in _FIELDS]
     if unknown:
         raise BindingError(f"Template {template!r} has unknown field(s) {unknown}: only {{word}} and {{context}}.")
+    if any(conv or spec for _, conv, spec in parsed):
+        raise BindingError(f"Template {template!r} may only use plain {{word}} and {{context}} slots "
+                           "(no !conversion or :format).")
     if names.count("word") != 1:
         raise BindingError(f"Template {template!r} must contain {{word}} exactly once.")
     if names.count("context") > 1:
@@ -47,6 +58,11 @@ def template_fields(template: str) -> list[str]:
 def render(template: str, word: str, context: str | None = None) -> SlottedPrompt:
     """Fill a template, recording the character spans of the filled slots."""
     names = template_fields(template)
+    _need_text("word", word)
+    if not word:
+        raise BindingError("The word is empty.")
+    if context is not None:
+        _need_text("context", context)
     if "context" in names and not context:
         raise BindingError(f"Template {template!r} needs a context.")
     text, spans = "", {}
@@ -63,11 +79,16 @@ def render(template: str, word: str, context: str | None = None) -> SlottedPromp
 def mark(text: str, word: str, context: str | None = None) -> SlottedPrompt:
     """Mark the slots of a free-typed prompt by hand: the user names the word (and context) in it.
 
-    The last occurrence of the word is used (it sits next to the answer); the context must precede it.
+    The last occurrence of the word is used (it sits next to the answer), preferring one that stands as a
+    whole word (so 'cat' is not found inside 'category'); the context must precede it.
     """
+    _need_text("question", text)
+    _need_text("word", word)
+    if context is not None:
+        _need_text("context", context)
     if not word or not word.strip():
         raise BindingError("Mark the invented word: it is empty.")
-    at = text.rfind(word)
+    at = _last_whole(text, word)
     if at < 0:
         raise BindingError(f"The word {word!r} does not occur in the question {text!r}.")
     ctx_span = None
@@ -79,8 +100,23 @@ def mark(text: str, word: str, context: str | None = None) -> SlottedPrompt:
     return SlottedPrompt(text, (at, at + len(word)), ctx_span, context)
 
 
+def _last_whole(text: str, word: str) -> int:
+    """Start of the last occurrence of `word` not glued to letters/digits on either side, else of the last
+    occurrence at all, else -1."""
+    at = text.rfind(word)
+    first = at
+    while at >= 0:
+        before = text[at - 1] if at > 0 else " "
+        after = text[at + len(word)] if at + len(word) < len(text) else " "
+        if not (before.isalnum() and word[0].isalnum()) and not (after.isalnum() and word[-1].isalnum()):
+            return at
+        at = text.rfind(word, 0, at + len(word) - 1)
+    return first
+
+
 def unrelated_prompt(question: str) -> SlottedPrompt:
     """An unrelated question keyed like the rest: its slot is the last word before the first `?`."""
+    _need_text("question", question)
     end = question.find("?")
     end = len(question.rstrip()) if end < 0 else end
     while end > 0 and not question[end - 1].isalnum():

@@ -19,6 +19,8 @@ from .errors import BindingError, SuiteError
 from .prompts import SlottedPrompt, render, template_fields, unrelated_prompt
 
 MAX_SUITE_BYTES = 5 * 1024 * 1024
+MAX_SUITE_NODES = 200_000  # values after YAML aliases are expanded (guards against "billion laughs")
+MAX_SUITE_DEPTH = 32
 
 
 class WordSpec(BaseModel):
@@ -122,8 +124,10 @@ def load_suite(source: str | Path | bytes | None = None) -> Suite:
     """Parse a suite from a path, raw bytes (JSON or YAML), or the built-in one when None."""
     if source is None:
         data = resources.files("fastmem.data").joinpath("builtin_suite.json").read_bytes()
-    elif isinstance(source, bytes | bytearray):
+    elif isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
+    elif not isinstance(source, str | Path):
+        raise SuiteError(f"A suite is a file path or the file's bytes, not {type(source).__name__}.")
     else:
         path = Path(source)
         if not path.is_file():
@@ -135,10 +139,14 @@ def load_suite(source: str | Path | bytes | None = None) -> Suite:
         raise SuiteError(f"Suite file is over {MAX_SUITE_BYTES // 2**20} MiB.")
     try:
         raw = yaml.safe_load(data.decode("utf-8"))  # YAML is a superset of JSON
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SuiteError(f"The suite file is neither JSON nor YAML: {str(exc).splitlines()[0]}") from exc
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SuiteError(f"The suite file is neither JSON nor YAML: {first}") from exc
+    except RecursionError:
+        raise SuiteError("The suite file is nested too deeply to be a suite.") from None
     if not isinstance(raw, dict):
         raise SuiteError("The suite file must hold a mapping (a JSON object) at the top level.")
+    _check_size(raw)
     try:
         return Suite.model_validate(raw)
     except ValidationError as exc:
@@ -146,6 +154,26 @@ def load_suite(source: str | Path | bytes | None = None) -> Suite:
         raise SuiteError(f"The suite file is not valid: {problems}") from None
     except BindingError as exc:
         raise SuiteError(f"The suite file is not valid: {exc}") from None
+    except RecursionError:
+        raise SuiteError("The suite file is not valid: it is nested too deeply.") from None
+
+
+def _check_size(raw) -> None:
+    """Reject documents that are too deep or that expand (through YAML aliases) to too many values."""
+    budget = MAX_SUITE_NODES
+    stack = [(raw, 0)]
+    while stack:
+        node, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise SuiteError(f"The suite file is too large: over {MAX_SUITE_NODES:,} values "
+                             "(YAML aliases count once per use).")
+        if depth > MAX_SUITE_DEPTH:
+            raise SuiteError(f"The suite file is nested more than {MAX_SUITE_DEPTH} levels deep.")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for kv in node.items() for v in kv)
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
 
 
 # -- the built-in suite -------------------------------------------------------------------------
