@@ -33,3 +33,14 @@ def smollm2_lab():
     from fastmem import Lab
 
     return Lab.load("smollm2", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_lab(neox):
+    """A Lab on the tiny GPT-NeoX, calibrated on the built-in suite (~12 s, once per session)."""
+    from fastmem.calibrate import calibrate
+    from fastmem.lab import Lab
+    from fastmem.suite import load_suite
+
+    cal, geo = calibrate(neox, load_suite(), show_progress=False)
+    return Lab(neox, cal, geo)
