@@ -1,0 +1,149 @@
+"""Streamlit helpers shared by the pages: the cached model, the user's memory, the sidebar."""
+from __future__ import annotations
+
+import html
+import os
+import time
+
+import streamlit as st
+
+from fastmem import FastmemError, Lab, MemoryBank
+from fastmem.loading import DEFAULT_MODEL, OFFLINE_ALIAS
+
+CUSTOM = "Other (Hugging Face id, local folder or .gguf)…"
+CHOICES = [DEFAULT_MODEL, OFFLINE_ALIAS, CUSTOM]
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def load_lab(spec: str) -> tuple[Lab | None, str | None, float]:
+    """Load once per process and share read-only: (lab, error message, seconds). Failures are cached too,
+    so an unreachable default model costs its timeout once, not on every rerun."""
+    start = time.perf_counter()
+    try:
+        lab = Lab.load(spec, device=os.environ.get("FASTMEM_DEVICE", "auto"))
+        return lab, None, time.perf_counter() - start
+    except FastmemError as exc:
+        return None, str(exc), time.perf_counter() - start
+    except Exception as exc:  # noqa: BLE001 - anything else from a third-party loader: still no traceback
+        return None, f"Cannot load '{spec}': {type(exc).__name__}: {exc}", time.perf_counter() - start
+
+
+def _wanted_spec() -> str:
+    choice = st.session_state.get("model_choice", os.environ.get("FASTMEM_MODEL", DEFAULT_MODEL))
+    if choice == CUSTOM:
+        return (st.session_state.get("model_custom") or "").strip()
+    return choice
+
+
+def current_lab() -> Lab | None:
+    """The model for this session, with the visible fallback to smollm2 when the default is unreachable."""
+    spec = _wanted_spec()
+    if not spec:
+        st.sidebar.info("Type a model id, folder or .gguf path.")
+        spec = OFFLINE_ALIAS
+    with st.spinner(f"Loading {spec} (first time only)…"):
+        lab, error, _ = load_lab(spec)
+    if lab is None:
+        if spec == DEFAULT_MODEL:
+            st.sidebar.warning(f"The default model {DEFAULT_MODEL} cannot be loaded here ({error}). "
+                               f"Using the offline model **{OFFLINE_ALIAS}** instead.", icon="⚠️")
+        else:
+            st.sidebar.error(f"{error} Using the offline model **{OFFLINE_ALIAS}** instead.")
+        with st.spinner(f"Loading {OFFLINE_ALIAS}…"):
+            lab, error, _ = load_lab(OFFLINE_ALIAS)
+        if lab is None:
+            st.error(f"No model could be loaded: {error}")
+            return None
+        spec = OFFLINE_ALIAS
+    st.session_state["_resolved_spec"] = spec
+    return lab
+
+
+def page_lab() -> Lab:
+    """The model app.py resolved for this run (pages never show the loading notices again)."""
+    spec = st.session_state.get("_resolved_spec") or OFFLINE_ALIAS
+    lab = load_lab(spec)[0]
+    if lab is None:
+        st.stop()
+    return lab
+
+
+def bank_for(lab: Lab) -> MemoryBank:
+    """This session's memory (created on first use)."""
+    if "bank" not in st.session_state:
+        st.session_state["bank"] = lab.new_memory()
+    return st.session_state["bank"]
+
+
+def bank_matches(lab: Lab, bank: MemoryBank) -> bool:
+    return bank.model_name == lab.lm.name and bank.hidden_size == lab.lm.hidden_size
+
+
+def require_bank(lab: Lab) -> MemoryBank | None:
+    """The memory when it fits the loaded model, else an explanation (and None); the memory is kept."""
+    bank = bank_for(lab)
+    if bank_matches(lab, bank):
+        return bank
+    st.warning(f"Your memory ({len(bank)} entries) belongs to **{bank.model_name}** (hidden size "
+               f"{bank.hidden_size}); the loaded model is **{lab.lm.name}** (hidden size {lab.lm.hidden_size}). "
+               "It is kept: switch back to that model, download it on the Memory page, or start a new one.")
+    if st.button("Start a new, empty memory for this model (drops the old one)", key="new_bank_for_model"):
+        st.session_state["bank"] = lab.new_memory()
+        st.rerun()
+    return None
+
+
+def sidebar(lab: Lab | None) -> None:
+    with st.sidebar:
+        st.caption("Memory")
+        if lab is None:
+            return
+        bank = bank_for(lab)
+        if bank_matches(lab, bank):
+            st.metric("Entries", len(bank))
+            for e in bank.entries[:8]:
+                st.caption(f"{e.word} · {e.context} → {vis(e.label)}")
+            if len(bank) > 8:
+                st.caption(f"… and {len(bank) - 8} more")
+        else:
+            st.warning(f"Memory of {bank.model_name} ({len(bank)} entries), kept; not usable with {lab.lm.name}.")
+        cal = lab.calibration
+        st.caption(f"{lab.lm.name}: {lab.lm.n_layers} layers, d={lab.lm.hidden_size}; keys at layer "
+                   f"{cal.key_layer}, symbol {cal.symbol_layer}, context {cal.context_layer}.")
+
+
+def model_picker() -> None:
+    with st.sidebar:
+        st.selectbox("Model", CHOICES, key="model_choice",
+                     index=CHOICES.index(os.environ.get("FASTMEM_MODEL", DEFAULT_MODEL))
+                     if os.environ.get("FASTMEM_MODEL", DEFAULT_MODEL) in CHOICES else 0)
+        if st.session_state.get("model_choice") == CUSTOM:
+            st.text_input("Model id, folder or .gguf path", key="model_custom",
+                          placeholder="e.g. HuggingFaceTB/SmolLM2-135M or /models/x.gguf")
+
+
+def vis(token: str) -> str:
+    """A token with visible whitespace: ' red' -> '␣red'."""
+    return token.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅"
+
+
+def token_html(encoded) -> str:
+    """Prompt tokens as chips; word tokens, context tokens and the answer position highlighted."""
+    chips = []
+    for i, tok in enumerate(encoded.tokens):
+        style = "background:#eef0f6;"
+        title = f"token {i}"
+        if i in encoded.word_positions:
+            style, title = "background:#ffe08a;font-weight:600;", f"token {i}: word"
+        elif i in encoded.context_positions:
+            style, title = "background:#cfe3ff;", f"token {i}: context"
+        if i == encoded.answer_position:
+            style += "outline:2px solid #2e9d5b;"
+            title += " · answer position"
+        chips.append(f'<span title="{title}" style="{style}padding:2px 4px;margin:2px;border-radius:4px;'
+                     f'font-family:monospace;display:inline-block">{html.escape(vis(tok))}</span>')
+    legend = ('<div style="font-size:0.8em;color:#555;margin-top:4px">'
+              '<span style="background:#ffe08a;padding:0 4px">word</span> '
+              '<span style="background:#cfe3ff;padding:0 4px">context</span> '
+              '<span style="outline:2px solid #2e9d5b;padding:0 4px">answer position</span></div>')
+    return '<div class="fm-tokens">' + "".join(chips) + "</div>" + legend
