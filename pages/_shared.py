@@ -12,6 +12,7 @@ from fastmem.loading import DEFAULT_MODEL, OFFLINE_ALIAS
 
 CUSTOM = "Other (Hugging Face id, local folder or .gguf)…"
 CHOICES = [DEFAULT_MODEL, OFFLINE_ALIAS, CUSTOM]
+PRELOADED: dict[str, Lab] = {}  # spec -> Lab already loaded in this process (tests share theirs)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -19,6 +20,8 @@ def load_lab(spec: str) -> tuple[Lab | None, str | None, float]:
     """Load once per process and share read-only: (lab, error message, seconds). Failures are cached too,
     so an unreachable default model costs its timeout once, not on every rerun."""
     start = time.perf_counter()
+    if spec in PRELOADED:
+        return PRELOADED[spec], None, 0.0
     try:
         lab = Lab.load(spec, device=os.environ.get("FASTMEM_DEVICE", "auto"))
         return lab, None, time.perf_counter() - start

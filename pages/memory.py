@@ -1,0 +1,162 @@
+"""Memory: write bindings, list/delete/clear entries, download and upload the memory file."""
+import pandas as pd
+import streamlit as st
+
+from fastmem import FastmemError, MemoryBank, load_suite
+from pages._shared import bank_for, bank_matches, page_lab, vis
+
+lab = page_lab()
+bank = bank_for(lab)
+usable = bank_matches(lab, bank)
+st.title("Memory")
+if not usable:
+    st.warning(f"This memory belongs to **{bank.model_name}** (hidden size {bank.hidden_size}), not to the loaded "
+               f"**{lab.lm.name}**. It is kept and can still be downloaded below.")
+    if st.button("Start a new, empty memory for this model (drops the old one)", key="mem_new_for_model"):
+        st.session_state["bank"] = lab.new_memory()
+        st.rerun()
+
+
+def write_rows(rows, on_duplicate):
+    """Write rows with a progress bar; report each row's status (errors next to their row)."""
+    rows = [tuple("" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for v in r) for r in rows]
+    rows = [r for r in rows if any(x.strip() for x in r)]
+    if not rows:
+        st.session_state["write_report"] = None
+        st.warning("Nothing to write: every row is empty.")
+        return
+    bar = st.progress(0.0, text=f"Writing {len(rows)} bindings…")
+    done = [0]
+
+    def progress(n):
+        done[0] += n
+        bar.progress(min(1.0, done[0] / len(rows)), text=f"Encoded {done[0]}/{len(rows)}")
+
+    try:
+        results = lab.write(bank, rows, on_duplicate=on_duplicate, progress=progress)
+    except FastmemError as exc:
+        bar.empty()
+        st.error(str(exc))
+        return
+    bar.empty()
+    st.session_state["write_report"] = [
+        {"row": i + 1, "word": r.word, "context": r.context, "label": r.label, "status": r.status,
+         "error": r.error or ""} for i, r in enumerate(results)]
+
+
+def show_report():
+    report = st.session_state.get("write_report")
+    if not report:
+        return
+    bad = [r for r in report if r["status"] == "error"]
+    ok = len(report) - len(bad)
+    (st.warning if bad else st.success)(f"Wrote {ok} of {len(report)} rows" + (f"; {len(bad)} with errors." if bad else "."))
+    st.dataframe(pd.DataFrame(report), hide_index=True, width="stretch",
+                 column_config={"error": st.column_config.TextColumn("error", width="large")})
+    for r in bad:
+        st.error(f"Row {r['row']} ({r['word']!r}, {r['context']!r}, {r['label']!r}): {r['error']}")
+
+
+if usable:
+    st.subheader("Add bindings")
+    st.caption("Each row is *In {context}, {word} means {label}*. The label must be a single token of the model "
+               "(it is read with a leading space: `red` → `␣red`).")
+    on_dup = st.radio("When a word is already bound in that context", ["replace", "keep"], horizontal=True,
+                      key="on_duplicate", format_func=lambda x: {"replace": "replace the old entry",
+                                                                 "keep": "keep the old entry"}[x])
+    tab_one, tab_table, tab_text, tab_suite = st.tabs(["One binding", "Table", "Paste lines", "From a suite file"])
+    with tab_one:
+        with st.form("add_one", clear_on_submit=False):
+            c1, c2, c3 = st.columns(3)
+            word = c1.text_input("Word", value="blicket", key="one_word")
+            context = c2.text_input("Context", value="game A", key="one_context")
+            label = c3.text_input("Label", value="red", key="one_label")
+            if st.form_submit_button("Write binding", type="primary"):
+                write_rows([(word, context, label)], on_dup)
+    with tab_table:
+        start = pd.DataFrame({"word": ["blicket", "blicket", "dax"], "context": ["game A", "game B", "game A"],
+                              "label": ["red", "blue", "green"]})
+        edited = st.data_editor(start, num_rows="dynamic", key="bind_editor", hide_index=True, width="stretch")
+        if st.button("Write table rows", key="write_table"):
+            write_rows(edited[["word", "context", "label"]].itertuples(index=False, name=None), on_dup)
+    with tab_text:
+        text = st.text_area("One binding per line: word, context, label", key="bind_lines", height=120,
+                            placeholder="blicket, game A, red\nblicket, game B, blue")
+        if st.button("Write lines", key="write_lines"):
+            rows = []
+            for line in text.splitlines():
+                if line.strip():
+                    parts = [p.strip() for p in line.split(",")]
+                    rows.append(tuple(parts) if len(parts) == 3 else (line.strip(), "", ""))
+            write_rows(rows, on_dup)
+    with tab_suite:
+        up = st.file_uploader("Suite file (JSON or YAML, the benchmark's format)", type=["json", "yaml", "yml"],
+                              key="suite_for_memory")
+        try:
+            suite = load_suite(up.getvalue()) if up is not None else lab.suite
+        except FastmemError as exc:
+            st.error(f"The suite file is not valid: {exc}")
+            suite = None
+        if suite is not None:
+            st.caption(f"Suite '{suite.name}': {len(suite.words)} words, experiments "
+                       f"{', '.join(e.name for e in suite.experiments)}.")
+            exp_name = st.selectbox("Experiment", [e.name for e in suite.experiments], key="suite_exp")
+            n = st.number_input("Words", 1, len(suite.words), min(8, len(suite.words)), key="suite_n")
+            if st.button("Write these bindings", key="write_suite"):
+                exp = suite.experiment(exp_name)
+                rows = [(w.word, ctx, w.labels[i]) for w in suite.words[:int(n)] for i, ctx in enumerate(exp.contexts)]
+                write_rows(rows, on_dup)
+    show_report()
+
+st.subheader(f"Entries ({len(bank)})")
+if len(bank) == 0:
+    st.info("The memory is empty.")
+else:
+    norms = bank.stacked()["value"].norm(dim=1).tolist()
+    table = []
+    for i, e in enumerate(bank.entries):
+        promoted = " ".join(vis(t) for t, _ in lab.correction_tokens(e.value, 3)) if usable and i < 300 else ""
+        table.append({"#": i, "word": e.word, "context": e.context, "label": vis(" " + e.label),
+                      "correction promotes": promoted, "value norm": round(norms[i], 2)})
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key="entries_table")
+    c1, c2 = st.columns(2)
+    with c1:
+        pick = st.selectbox("Entry", range(len(bank)), key="entry_pick",
+                            format_func=lambda i: f"{i}: {bank.entries[i].word} · {bank.entries[i].context} → "
+                                                  f"{bank.entries[i].label}")
+        if st.button("Delete this entry", key="delete_entry"):
+            removed = bank.remove(int(pick))
+            st.session_state["write_report"] = None
+            st.toast(f"Deleted {removed.word} · {removed.context}")
+            st.rerun()
+        st.caption("To replace an entry, write the same word and context again with “replace the old entry”.")
+    with c2:
+        sure = st.checkbox("Yes, delete every entry", key="clear_sure")
+        if st.button("Clear all", key="clear_all", disabled=not sure):
+            bank.clear()
+            st.session_state["write_report"] = None
+            st.session_state["clear_sure"] = False
+            st.rerun()
+
+st.subheader("Save and load")
+st.download_button("Download memory (.safetensors)", data=bank.to_bytes(lab.calibration.projector_id),
+                   file_name=f"fastmem-{bank.model_name.replace('/', '_')}-{len(bank)}.safetensors",
+                   mime="application/octet-stream", key="download_memory")
+upload = st.file_uploader("Upload a memory file (replaces the current memory)", type=["safetensors"],
+                          key="upload_memory")
+if upload is not None and st.button("Load this memory file", key="load_memory"):
+    try:
+        loaded, projector_id = MemoryBank.from_bytes(upload.getvalue(), expect_hidden_size=lab.lm.hidden_size)
+        if loaded.model_name != lab.lm.name:
+            raise FastmemError(f"This memory was written with '{loaded.model_name}'; the loaded model is "
+                               f"'{lab.lm.name}'. Switch models first.")
+        lab.lm.check_layer(loaded.key_layer)
+    except FastmemError as exc:
+        st.error(f"Upload refused, your memory is unchanged: {exc}")
+    else:
+        st.session_state["bank"] = loaded
+        st.session_state["write_report"] = None
+        note = "" if projector_id in (None, lab.calibration.projector_id) else \
+            " (written with another key projector: projector modes may score differently)"
+        st.success(f"Loaded {len(loaded)} entries{note}.")
+        st.rerun()
