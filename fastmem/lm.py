@@ -147,14 +147,18 @@ class FrozenLM:
 
     @torch.inference_mode()
     def generate(self, text: str, first_logits: torch.Tensor, max_new_tokens: int = 5) -> list[int]:
-        """Greedy tokens: the first from `first_logits` (already corrected), the rest from the plain model."""
+        """Greedy tokens: the first from `first_logits` (already corrected), the rest from the plain model.
+
+        The correction acts after the final norm at the answer position only, so it never enters the
+        KV cache: the continuation is the plain model's greedy decoding after the first token.
+        """
         ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(self.device)
-        first = int(first_logits.argmax())
-        new = [first]
-        if max_new_tokens > 1:
-            ids = torch.cat([ids, torch.tensor([[first]], device=self.device)], dim=1)
-            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                      max_new_tokens=max_new_tokens - 1,
-                                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0)
-            new += out[0, ids.shape[1]:].tolist()
+        new = [int(first_logits.argmax())]
+        past = None
+        step = torch.cat([ids, torch.tensor([new], device=self.device)], dim=1)
+        while len(new) < max_new_tokens:
+            out = self.model(input_ids=step, past_key_values=past, use_cache=True, logits_to_keep=1)
+            past = out.past_key_values
+            new.append(int(out.logits[0, -1].argmax()))
+            step = torch.tensor([[new[-1]]], device=self.device)
         return new
