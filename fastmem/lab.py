@@ -80,7 +80,7 @@ class Lab:
         self.question_forms = [e.read for e in self.suite.experiments] + [self.suite.plain, READ_TEMPLATE]
 
     @classmethod
-    def load(cls, model: str = "smollm2", device: str = "auto", suite: Suite | None = None, value_steps: int = 32,
+    def load(cls, model: str = "smollm2", device: str = "auto", suite: Suite | None = None, value_steps: int = 8,
              seed: int = 0, progress=None, show_progress: bool = False) -> "Lab":
         lm = FrozenLM.load(model, device)
         suite = suite or load_suite()
