@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from fastmem.memory import MemoryBank, MemoryEntry
 from fastmem.projector import KeyProjector, ProjectorConfig
