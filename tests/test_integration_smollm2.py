@@ -1,0 +1,74 @@
+"""The real offline model (SmolLM2-135M-Instruct from its GGUF): values, a small benchmark, reload, CLI."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastmem.bench import run_bench
+from fastmem.loading import _gguf_cache_folder, load_model, smollm2_gguf_path
+from fastmem.prompts import render
+from fastmem.suite import bindings
+from fastmem.values import ce_gradient, one_step_value
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_value_is_minus_ce_gradient_on_smollm2(smollm2_lab):
+    lm = smollm2_lab.lm
+    exp = smollm2_lab.suite.experiment("same game A/B")
+    binds = bindings(exp, smollm2_lab.suite.split("test")[:3])
+    states = lm.states([b.write for b in binds])
+    targets = torch.tensor([lm.label_token(b.label) for b in binds])
+    W = lm.unembedding.detach().float().cpu()
+    value = one_step_value(states.final, targets, W)
+    grad = ce_gradient(states.final, targets, W)
+    assert grad.norm(dim=-1).min() > 0
+    torch.testing.assert_close(value, -grad, rtol=1e-4, atol=1e-5)
+
+
+def test_small_benchmark_on_smollm2(smollm2_lab):
+    lab = smollm2_lab
+    rows, _ = run_bench(lab.lm, lab.suite, lab.calibration, lab.geometry, experiments=["same game A/B"],
+                        modes=["none", "dual_key", "both_top1"], words_per_experiment=8)
+    rate = {(r.mode, r.metric): r.rate for r in rows}
+    print({k: round(v, 3) for k, v in rate.items()})
+    assert all(r.n == 16 for r in rows if r.metric in ("write", "read"))
+    assert rate[("none", "read")] <= 0.125  # the plain model does not know invented words
+    assert rate[("none", "unchanged")] == 1.0
+    assert rate[("dual_key", "read")] >= 0.9
+    assert rate[("both_top1", "read")] >= 0.7
+    assert rate[("dual_key", "write")] >= 0.9
+    for mode in ("dual_key", "both_top1"):
+        assert rate[(mode, "plain")] <= 0.25  # context-free questions mostly stay unanswered
+
+
+def test_converted_gguf_folder_reloads_equal_logits(smollm2_lab):
+    folder = _gguf_cache_folder(smollm2_gguf_path())
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    model, tokenizer, _ = load_model(str(folder), device="cpu")
+    lm = smollm2_lab.lm
+    text = render("Question: in {context}, what is {word}? Answer:", "blicket", "game A").text
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    assert ids.tolist() == lm.tokenizer(text, return_tensors="pt")["input_ids"].tolist()
+    with torch.no_grad():
+        reloaded = model(input_ids=ids).logits[0, -1]
+        original = lm.model(input_ids=ids.to(lm.device)).logits[0, -1].cpu()
+    assert torch.equal(model.get_output_embeddings().weight, lm.unembedding.cpu())
+    torch.testing.assert_close(reloaded, original, rtol=0, atol=1e-5)
+
+
+def test_cli_bench_smoke():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "fastmem", "bench", "--model", "smollm2", "--words", "4",
+                           "--experiments", "same game A/B", "--modes", "none", "dual_key", "--device", "cpu"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "experiment" in out and "Read" in out and "Unchanged" in out
+    lines = [line for line in out.splitlines() if line.startswith("same game A/B")]
+    assert len(lines) == 2 and "none" in lines[0] and "dual_key" in lines[1]
+    assert "forward passes:" in out
