@@ -138,7 +138,11 @@ def load_suite(source: str | Path | bytes | None = None) -> Suite:
     if len(data) > MAX_SUITE_BYTES:
         raise SuiteError(f"Suite file is over {MAX_SUITE_BYTES // 2**20} MiB.")
     try:
-        raw = yaml.safe_load(data.decode("utf-8"))  # YAML is a superset of JSON
+        text = data.decode("utf-8")
+        try:  # JSON first: the C parser is ~100x faster than PyYAML's (YAML is a superset of JSON)
+            raw = json.loads(text)
+        except ValueError:
+            raw = yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SuiteError(f"The suite file is neither JSON nor YAML: {first}") from exc
