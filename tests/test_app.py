@@ -1,8 +1,11 @@
 """Every page through Streamlit's AppTest, on the real offline model (shared with the other tests)."""
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.integration
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -15,7 +18,7 @@ def preload(smollm2_lab):
 
 
 def new_app() -> AppTest:
-    at = AppTest.from_file("app.py", default_timeout=180)
+    at = AppTest.from_file(APP, default_timeout=180)
     at.run()
     assert not at.exception, at.exception
     return at
