@@ -63,7 +63,7 @@ def test_write_ask_and_see_the_memory_answer():
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Answer with memory"] == "␣blue"
     assert "Top-1 is 'wug' in 'game B'" in texts(at)
-    assert len(at.get("arrow_vega_lite_chart")) >= 3
+    assert len(at.get("vega_lite_chart")) >= 3
     at.multiselect(key="more_q").set_value(["Question: in game A, what is wug? Answer:"]).run()
     assert not at.exception, at.exception
     at.selectbox(key="mode").set_value("raw_both_top1").run()
@@ -100,7 +100,7 @@ def test_benchmark_page_runs_small_benchmark():
     assert not at.exception, at.exception
     rows = at.session_state["bench_rows"]
     assert len(rows) == 2 * 5 and {r.n for r in rows if r.metric == "read"} == {8}
-    assert len(at.get("arrow_vega_lite_chart")) == 1
+    assert len(at.get("vega_lite_chart")) == 1
     table = at.dataframe(key="bench_table").value if hasattr(at, "dataframe") else None
     assert "post's figure" in table.columns and len(table) == 10
 
