@@ -101,7 +101,7 @@ def test_benchmark_page_runs_small_benchmark():
     rows = at.session_state["bench_rows"]
     assert len(rows) == 2 * 5 and {r.n for r in rows if r.metric == "read"} == {8}
     assert len(at.get("vega_lite_chart")) == 1
-    table = at.dataframe(key="bench_table").value if hasattr(at, "dataframe") else None
+    table = at.dataframe[0].value
     assert "post's figure" in table.columns and len(table) == 10
 
 
