@@ -22,6 +22,8 @@ MAX_ALPHA = 1000.0
 
 def check_alpha(alpha: float) -> float:
     try:
+        if isinstance(alpha, bool):
+            raise TypeError
         a = float(alpha)
     except (TypeError, ValueError):
         raise SettingsError(f"Alpha {alpha!r} is not a number.") from None

@@ -105,6 +105,13 @@ class MemoryBank:
             self._stacked["label_id"] = torch.tensor([e.label_id for e in self.entries], dtype=torch.long)
         return self._stacked
 
+    def cached(self, key: str, build):
+        """Something derived from the stacked entries (e.g. projected keys), kept until the next change."""
+        stacked = self.stacked()
+        if key not in stacked:
+            stacked[key] = build(stacked)
+        return stacked[key]
+
     # -- files --------------------------------------------------------------------------------
     def to_bytes(self, projector_id: str | None = None) -> bytes:
         """The memory as a safetensors file. Deterministic: the same memory always gives the same bytes."""
@@ -112,7 +119,7 @@ class MemoryBank:
                                               "symbol_layer", "value_steps")}
         meta["projector_id"] = projector_id
         meta["entries"] = [{k: v for k, v in asdict(e).items() if k not in _TENSOR_FIELDS} for e in self.entries]
-        tensors = {f: t.contiguous().float() for f, t in self.stacked().items() if f != "label_id"}
+        tensors = {f: self.stacked()[f].contiguous().float() for f in _TENSOR_FIELDS}
         manifest = json.dumps(meta, ensure_ascii=False)
         return _st_save(tensors, {"format": FORMAT, "version": str(FORMAT_VERSION), "manifest": manifest})
 

@@ -11,7 +11,9 @@ Modes (see README):
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,12 @@ class KeyGeometry:
     projector: KeyProjector | None
     symbol_baseline: torch.Tensor  # [d] mean symbol key of context-free training prompts
     context_baseline: torch.Tensor  # [d] mean context key of context-free training prompts
+
+    @cached_property
+    def identity(self) -> str:
+        """Names derived entry tensors cached in a memory (projected keys depend on the geometry)."""
+        digest = hashlib.sha256(self.symbol_baseline.numpy().tobytes() + self.context_baseline.numpy().tobytes())
+        return f"{self.projector.identity if self.projector else 'none'}-{digest.hexdigest()[:12]}"
 
 
 @dataclass(frozen=True)
@@ -64,38 +72,55 @@ def check_mode(mode: str) -> str:
 def check_threshold(threshold: float | None) -> float | None:
     if threshold is None:
         return None
-    t = float(threshold)
+    try:
+        if isinstance(threshold, bool):
+            raise TypeError
+        t = float(threshold)
+    except (TypeError, ValueError):
+        raise SettingsError(f"Threshold {threshold!r} is not a number.") from None
     if not (-1.0 <= t <= 1.0):  # also rejects NaN
         raise SettingsError(f"Threshold {threshold!r} must be a cosine in [-1, 1] (or off).")
     return t
 
 
-def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x.float(), dim=-1)
+
+
+def _ids(names: list[str]) -> tuple[torch.Tensor, dict[str, int]]:
+    index: dict[str, int] = {}
+    return torch.tensor([index.setdefault(n, len(index)) for n in names], dtype=torch.long), index
 
 
 def score_entries(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGeometry) -> torch.Tensor:
-    """Similarity [N, M] of each query to each entry under `mode`."""
+    """Similarity [N, M] of each query to each entry under `mode`.
+
+    Entry-side tensors (unit keys, projected keys) are cached in the memory until it changes, so a
+    question costs one [N, d] x [d, M] product even for 100,000 entries.
+    """
     check_mode(mode)
-    stacked = bank.stacked()
     n, m = query.key.shape[0], len(bank)
     if mode == "none" or m == 0:
         return torch.full((n, m), float("-inf"))
     if mode == "raw_both_top1":
-        return _cos(query.key, stacked["key"])
+        return _unit(query.key) @ bank.cached("raw", lambda s: _unit(s["key"])).T
+    g = geometry.identity
     if mode == "dual_key":
-        symbol = _cos(query.symbol - geometry.symbol_baseline, stacked["symbol_key"] - geometry.symbol_baseline)
-        context = _cos(query.context - geometry.context_baseline,
-                       stacked["context_key"] - geometry.context_baseline)
-        return symbol.clamp(min=0) * context.clamp(min=0)
+        sym_base, ctx_base = geometry.symbol_baseline, geometry.context_baseline
+        symbol = _unit(query.symbol - sym_base) @ bank.cached(
+            f"sym:{g}", lambda s: _unit(s["symbol_key"] - sym_base)).T
+        context = _unit(query.context - ctx_base) @ bank.cached(
+            f"ctx:{g}", lambda s: _unit(s["context_key"] - ctx_base)).T
+        return symbol.clamp_(min=0).mul_(context.clamp_(min=0))
     if geometry.projector is None:
         raise SettingsError(f"Mode {mode} needs a trained key projector; none is loaded.")
     with torch.no_grad():
-        scores = geometry.projector(query.key) @ geometry.projector(stacked["key"]).T
-    if mode == "context_gate":
-        contexts = [e.context for e in bank.entries]
-        gate = torch.tensor([[c == q for c in contexts] for q in query.contexts], dtype=torch.bool)
-        scores = scores.masked_fill(~gate.reshape(n, m), float("-inf"))
+        entries = bank.cached(f"proj:{g}", lambda s: geometry.projector(s["key"]))
+        scores = geometry.projector(query.key) @ entries.T
+    if mode == "context_gate":  # the oracle: only entries of the question's own context
+        entry_ctx, index = bank.cached("context_ids", lambda _: _ids([e.context for e in bank.entries]))
+        asked = torch.tensor([index.get(c, -1) if c is not None else -1 for c in query.contexts])
+        scores = scores.masked_fill(asked.unsqueeze(1) != entry_ctx.unsqueeze(0), float("-inf"))
     return scores
 
 
@@ -111,10 +136,10 @@ def retrieve(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGeometr
     chosen = chosen.masked_fill(off, -1)
     values = bank.stacked()["value"]
     if mode == "average":  # mean of every value bound to the retrieved entry's word
-        words = [e.word for e in bank.entries]
-        same = torch.tensor([[w == words[c] for w in words] if c >= 0 else [False] * len(words)
-                             for c in chosen.tolist()], dtype=torch.float32).reshape(n, -1)
-        picked = same @ values / same.sum(1, keepdim=True).clamp(min=1)
+        word_ids, _ = bank.cached("word_ids", lambda _: _ids([e.word for e in bank.entries]))
+        picked = torch.zeros(n, d)
+        for row in (chosen >= 0).nonzero().flatten().tolist():
+            picked[row] = values[word_ids == word_ids[chosen[row]]].mean(0)
     else:
         picked = values[chosen.clamp(min=0)] * (chosen >= 0).unsqueeze(1)
     return Retrieved(scores, chosen, best, picked)

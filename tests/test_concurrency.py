@@ -16,9 +16,16 @@ from fastmem.suite import LABELS
 THREADS = 8
 
 
+def foreign_hooks(model: torch.nn.Module) -> list:
+    """Hooks other than transformers' own output-capturing ones (installed once by transformers 5 on the
+    first `output_hidden_states` call; inert unless a context-local collector is active)."""
+    hooks = [h for m in model.modules() for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks)
+             for h in d.values()]
+    return [h for h in hooks if "install_output_capuring_hook" not in getattr(h, "__qualname__", "")]
+
+
 def no_hooks(model: torch.nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
-               for m in model.modules())
+    return not foreign_hooks(model)
 
 
 def session_rows(i: int, words: list[str], contexts: list[str], labels: list[str]) -> list[tuple[str, str, str]]:
