@@ -28,7 +28,7 @@ def free_port() -> int:
 def server():
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    log = subprocess.DEVNULL
+    log = open(ROOT / ".pytest-streamlit.log", "w")  # noqa: SIM115 - kept open for the server's life
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.fileWatcherType", "none", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
@@ -56,7 +56,9 @@ def server():
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=240_000)  # the first page waits for the model to load
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "chromium is not installed (apt-get install chromium)"
@@ -110,8 +112,8 @@ def test_write_ask_and_screenshots(page):
     nav(pg, "Inspect")
     question = pg.get_by_label("Question", exact=True)
     expect(question).to_have_value("Question: in game B, what is wug? Answer:")
-    values = pg.get_by_test_id("stMetricValue")
-    expect(values.nth(1)).to_have_text("␣green")
+    with_memory = pg.get_by_test_id("stMetric").filter(has_text="Answer with memory")
+    expect(with_memory.get_by_test_id("stMetricValue")).to_have_text("␣green")
     expect(pg.get_by_text("Top-1 is 'wug' in 'game B'")).to_be_visible()
     idle(pg)
     shot(pg, "inspect")
