@@ -239,13 +239,17 @@ class Lab:
         result = AskResult(prompt, encoded, mode, alpha, threshold, r.scores[0], chosen, best, reason,
                            got.base_logits[0], got.logits[0], r.values[0],
                            self.lm.tokenizer.decode([int(got.base_ids[0])]), self.lm.tokenizer.decode([int(got.ids[0])]))
-        if max_new_tokens > 0:
-            n = min(int(max_new_tokens), 32)
-            base = self.lm.generate(prompt.text, got.base_logits[0], n)
-            new = base if chosen < 0 else self.lm.generate(prompt.text, got.logits[0], n)
-            result = _with(result, base_generation=self.lm.tokenizer.decode(base),
-                           generation=self.lm.tokenizer.decode(new))
-        return result
+        return self.continue_answer(result, max_new_tokens) if max_new_tokens > 0 else result
+
+    def continue_answer(self, result: AskResult, max_new_tokens: int = 4) -> AskResult:
+        """The answer with greedy continuations (at most 32 tokens) without and with memory, decoded as
+        one batch. Separate from `ask` so an app can show the answer first and the continuations after."""
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) \
+                or max_new_tokens < 1:
+            raise SettingsError(f"max_new_tokens {max_new_tokens!r} must be a whole number >= 1.")
+        firsts = [int(result.base_logits.argmax()), int(result.logits.argmax())]
+        base, new = self.lm.continuations(result.prompt.text, firsts, min(int(max_new_tokens), 32))
+        return _with(result, base_generation=self.lm.tokenizer.decode(base), generation=self.lm.tokenizer.decode(new))
 
     def _label_id(self, label: str) -> int:
         """The label's single token id; the unknown token and special tokens are not labels."""

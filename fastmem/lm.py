@@ -146,19 +146,31 @@ class FrozenLM:
         return head(final.to(self.device, head.weight.dtype)).float().cpu()
 
     @torch.inference_mode()
-    def generate(self, text: str, first_logits: torch.Tensor, max_new_tokens: int = 5) -> list[int]:
-        """Greedy tokens: the first from `first_logits` (already corrected), the rest from the plain model.
+    def continuations(self, text: str, first_tokens: list[int], max_new_tokens: int = 5) -> list[list[int]]:
+        """Greedy continuations of `text`, one per given first token, decoded together in one batch.
 
-        The correction acts after the final norm at the answer position only, so it never enters the
-        KV cache: the continuation is the plain model's greedy decoding after the first token.
+        The first token comes from already-corrected logits; the rest are the plain model's. The
+        correction acts after the final norm at the answer position only, so it never enters the KV
+        cache. All rows share the prompt and have the same length, so no padding is needed, and on a
+        memory-bound CPU a batch of two costs about what one row does.
         """
+        if not first_tokens:
+            return []
+        firsts = list(dict.fromkeys(int(t) for t in first_tokens))  # equal first tokens decode once
         ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(self.device)
-        new = [int(first_logits.argmax())]
-        past = None
-        step = torch.cat([ids, torch.tensor([new], device=self.device)], dim=1)
-        while len(new) < max_new_tokens:
+        rows = [[t] for t in firsts]
+        step = torch.cat([ids.expand(len(firsts), -1), torch.tensor(rows, device=self.device)], dim=1)
+        eos, past = self.tokenizer.eos_token_id, None
+        while len(rows[0]) < max_new_tokens and not all(r[-1] == eos for r in rows):
             out = self.model(input_ids=step, past_key_values=past, use_cache=True, logits_to_keep=1)
             past = out.past_key_values
-            new.append(int(out.logits[0, -1].argmax()))
-            step = torch.tensor([[new[-1]]], device=self.device)
-        return new
+            nxt = out.logits[:, -1].argmax(-1).tolist()
+            for r, t in zip(rows, nxt):
+                r.append(eos if r[-1] == eos else int(t))  # a finished row stays finished
+            step = torch.tensor([[t] for t in nxt], device=self.device)
+        done = {f: r[:r.index(eos) + 1] if eos in r else r for f, r in zip(firsts, rows)}  # keep one eos
+        return [done[int(t)] for t in first_tokens]
+
+    def generate(self, text: str, first_logits: torch.Tensor, max_new_tokens: int = 5) -> list[int]:
+        """Greedy tokens: the first from `first_logits` (already corrected), the rest from the plain model."""
+        return self.continuations(text, [int(first_logits.argmax())], max_new_tokens)[0]

@@ -68,7 +68,7 @@ def inspector():
         prompts = [lab.parse_question(question, mark_word or None, mark_context or None)]
         prompts += [lab.parse_question(q) for q in more if q != question]
         start = time.perf_counter()
-        first = lab.ask(use_bank, prompts[0], mode=mode, alpha=alpha, threshold=threshold, max_new_tokens=n_gen)
+        first = lab.ask(use_bank, prompts[0], mode=mode, alpha=alpha, threshold=threshold)
         elapsed = time.perf_counter() - start
         others = [lab.ask(use_bank, p, mode=mode, alpha=alpha, threshold=threshold) for p in prompts[1:]]
     except FastmemError as exc:
@@ -82,11 +82,14 @@ def inspector():
     a.metric("Answer without memory", vis(r.base_answer))
     b.metric("Answer with memory", vis(r.answer))
     st.markdown(f"**Why:** {r.reason}")
-    st.caption(f"mode {r.mode}, α={r.alpha:g}, threshold={r.threshold}, key layer {use_bank.key_layer}; "
-               f"answered (with generation) in {elapsed * 1000:.0f} ms")
+    timing = st.empty()
+    timing.caption(f"mode {r.mode}, α={r.alpha:g}, threshold={r.threshold}, key layer {use_bank.key_layer}; "
+                   f"answered in {elapsed * 1000:.0f} ms")
+    # The answer is on screen now; the continuations (n_gen forward steps) fill these in at the end.
     g1, g2 = st.columns(2)
-    g1.text_area("Greedy generation without memory", vis(r.base_generation), disabled=True, key="gen_base")
-    g2.text_area("Greedy generation with memory", vis(r.generation), disabled=True, key="gen_mem")
+    gen_base, gen_mem = g1.empty(), g2.empty()
+    gen_base.caption("Greedy generation without memory: generating…")
+    gen_mem.caption("Greedy generation with memory: generating…")
 
     if len(use_bank):
         if others:
@@ -109,6 +112,14 @@ def inspector():
     with t3:
         st.altair_chart(charts.token_bars(lab.top_tokens(r.logits, 8), "Next token after", "#e67e22"),
                         width="stretch")
+
+    start = time.perf_counter()
+    r = lab.continue_answer(r, n_gen)
+    gen_ms = (time.perf_counter() - start) * 1000
+    gen_base.text_area("Greedy generation without memory", vis(r.base_generation), disabled=True, key="gen_base")
+    gen_mem.text_area("Greedy generation with memory", vis(r.generation), disabled=True, key="gen_mem")
+    timing.caption(f"mode {r.mode}, α={r.alpha:g}, threshold={r.threshold}, key layer {use_bank.key_layer}; "
+                   f"answered in {elapsed * 1000:.0f} ms, {n_gen} generated tokens in {gen_ms:.0f} ms")
 
 
 inspector()

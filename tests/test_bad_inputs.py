@@ -304,6 +304,9 @@ def test_unknown_mode(tiny_lab, bank, mode):
 def test_max_new_tokens_not_a_count(tiny_lab, bank, n):
     fails(bank, lambda: tiny_lab.ask(bank, tiny_lab.question("dax"), max_new_tokens=n), SettingsError,
           "max_new_tokens")
+    answer = tiny_lab.ask(bank, tiny_lab.question("dax"))
+    for bad in (n, 0):
+        fails(bank, lambda bad=bad: tiny_lab.continue_answer(answer, bad), SettingsError, "max_new_tokens")
 
 
 @pytest.mark.parametrize("layer", [-1, 5, 99, 1.5, "2", True, None])

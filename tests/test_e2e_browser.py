@@ -1,57 +1,18 @@
 """The running app in a real browser (Chromium via Playwright): write a binding, ask, check the answer,
 and save a screenshot of every page to docs/screenshots/."""
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
+from browser import BROWSER_ARGS, IDLE_JS, ROOT, chromium_path, log_problems, streamlit_server
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "docs" / "screenshots"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+LOG = ROOT / ".pytest-streamlit.log"
 
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    log = open(ROOT / ".pytest-streamlit.log", "w")  # noqa: SIM115 - kept open for the server's life
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.fileWatcherType", "none", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start")
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with streamlit_server(LOG) as url:
+        yield url
+    assert log_problems(LOG) == []  # no error reached the server log
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +21,8 @@ def page(server):
 
     expect.set_options(timeout=240_000)  # the first page waits for the model to load
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "chromium is not installed (apt-get install chromium)"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=BROWSER_ARGS)
         pg = browser.new_page(viewport={"width": 1280, "height": 900})
         pg.set_default_timeout(240_000)
         pg.goto(server)
@@ -74,8 +33,7 @@ def page(server):
 def idle(pg):
     """Wait until the script run is over (the running indicator is gone)."""
     pg.wait_for_timeout(500)
-    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')"
-                         " && !document.querySelector('.stSpinner')", timeout=240_000)
+    pg.wait_for_function(IDLE_JS, timeout=240_000)
     pg.wait_for_timeout(300)
 
 

@@ -46,6 +46,25 @@ def test_small_benchmark_on_smollm2(smollm2_lab):
         assert rate[(mode, "plain")] <= 0.25  # context-free questions mostly stay unanswered
 
 
+def test_answer_with_continuations_on_smollm2(smollm2_lab):
+    lab = smollm2_lab
+    bank = lab.new_memory()
+    lab.write(bank, [("wug", "game A", "green"), ("wug", "game B", "stone")])
+    for context, label in (("game A", " green"), ("game B", " stone")):
+        q = lab.question("wug", context)
+        r = lab.ask(bank, q, max_new_tokens=4)
+        assert r.answer == label and r.generation.startswith(label)
+        assert r.base_generation.startswith(r.base_answer) and r.base_answer != label
+        # asking first and continuing later (as the Inspect page does) gives the same text
+        later = lab.continue_answer(lab.ask(bank, q), 4)
+        assert (later.generation, later.base_generation) == (r.generation, r.base_generation)
+        plain = lab.lm.tokenizer(q.text, return_tensors="pt")["input_ids"]
+        with torch.inference_mode():
+            ref = lab.lm.model.generate(plain, attention_mask=torch.ones_like(plain), do_sample=False,
+                                        max_new_tokens=4)[0, plain.shape[1]:]
+        assert r.base_generation == lab.lm.tokenizer.decode(ref)  # the plain side is the model's own greedy text
+
+
 def test_converted_gguf_folder_reloads_equal_logits(smollm2_lab):
     folder = _gguf_cache_folder(smollm2_gguf_path())
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()

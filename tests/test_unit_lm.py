@@ -146,3 +146,24 @@ def test_model_is_frozen_and_unchanged_by_reads_and_writes(lm):
     lm.generate(prompts[0].text, lm.logits(states.final)[0], max_new_tokens=3)
     assert checksum(lm.model) == before
     assert not any(p.requires_grad for p in lm.model.parameters())
+
+
+def test_batched_continuations_match_transformers_greedy_decoding(lm):
+    prompt = render(READ, "dax", "game B")
+    ids = lm.tokenizer(prompt.text, return_tensors="pt")["input_ids"]
+    first = lm.logits(lm.states([prompt]).final)[0]
+    top2 = first.topk(2).indices.tolist()
+    with torch.inference_mode():
+        ref = lm.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=6,
+                                pad_token_id=lm.tokenizer.pad_token_id)[0, ids.shape[1]:].tolist()
+    assert ref[0] == top2[0]
+    expected = ref  # transformers stops after the end-of-text token, as continuations does
+    assert lm.generate(prompt.text, first, max_new_tokens=6) == expected
+    # Two first tokens decode as one batch; each row equals decoding it alone; equal firsts decode once.
+    both = lm.continuations(prompt.text, [top2[0], top2[1], top2[0]], max_new_tokens=6)
+    assert both[0] == expected and both[2] == expected
+    alone = torch.full_like(first, -1e9)
+    alone[top2[1]] = 0.0
+    assert both[1] == lm.generate(prompt.text, alone, max_new_tokens=6)
+    assert both[1][0] == top2[1]
+    assert lm.continuations(prompt.text, [], 4) == []
