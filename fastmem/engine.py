@@ -14,19 +14,14 @@ from .errors import SettingsError
 from .lm import FrozenLM, PromptStates
 from .memory import MemoryBank, MemoryEntry
 from .prompts import SlottedPrompt
-from .retrieval import KeyGeometry, QueryKeys, Retrieved, retrieve
+from .retrieval import KeyGeometry, QueryKeys, Retrieved, as_number, retrieve
 from .values import correction_vector
 
 MAX_ALPHA = 1000.0
 
 
 def check_alpha(alpha: float) -> float:
-    try:
-        if isinstance(alpha, bool):
-            raise TypeError
-        a = float(alpha)
-    except (TypeError, ValueError):
-        raise SettingsError(f"Alpha {alpha!r} is not a number.") from None
+    a = as_number(alpha, "Alpha")
     if not math.isfinite(a) or not 0.0 <= a <= MAX_ALPHA:
         raise SettingsError(f"Alpha {alpha!r} must be a finite number from 0 to {MAX_ALPHA:g}.")
     return a

@@ -203,18 +203,10 @@ class Lab:
             raise BindingError(f"Ask with a question from parse_question or question, not {type(prompt).__name__}.")
         check_mode(mode)
         defaults = self.calibration.settings(mode)
-        if isinstance(alpha, bool):
-            raise SettingsError(f"Alpha {alpha!r} is not a number.")
         alpha = check_alpha(defaults.alpha if alpha is None else alpha)
-        if isinstance(threshold, str) and threshold == "default":
-            threshold = defaults.threshold
-        elif threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
-            raise SettingsError(f"Threshold {threshold!r} must be a number in [-1, 1] or None (off).")
-        else:
-            threshold = check_threshold(threshold)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) \
-                or max_new_tokens < 0:
-            raise SettingsError(f"max_new_tokens {max_new_tokens!r} must be a whole number >= 0.")
+        threshold = defaults.threshold if isinstance(threshold, str) and threshold == "default" \
+            else check_threshold(threshold)
+        _check_count(max_new_tokens, 0)
         if mode in NEEDS_PROJECTOR and bank.key_layer != self.calibration.key_layer:
             raise SettingsError(f"Mode {mode} uses the projector trained at layer {self.calibration.key_layer}; "
                                 f"this memory's keys are at layer {bank.key_layer}. Use raw_both_top1 or dual_key.")
@@ -244,9 +236,7 @@ class Lab:
     def continue_answer(self, result: AskResult, max_new_tokens: int = 4) -> AskResult:
         """The answer with greedy continuations (at most 32 tokens) without and with memory, decoded as
         one batch. Separate from `ask` so an app can show the answer first and the continuations after."""
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) \
-                or max_new_tokens < 1:
-            raise SettingsError(f"max_new_tokens {max_new_tokens!r} must be a whole number >= 1.")
+        _check_count(max_new_tokens, 1)
         firsts = [int(result.base_logits.argmax()), int(result.logits.argmax())]
         base, new = self.lm.continuations(result.prompt.text, firsts, min(int(max_new_tokens), 32))
         return _with(result, base_generation=self.lm.tokenizer.decode(base), generation=self.lm.tokenizer.decode(new))
@@ -279,6 +269,12 @@ class Lab:
             for i, e in enumerate(bank.entries):
                 new.add(_with(e, key=states.word[i, key_layer].clone()))
         return new
+
+
+def _check_count(max_new_tokens, minimum: int) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) \
+            or max_new_tokens < minimum:
+        raise SettingsError(f"max_new_tokens {max_new_tokens!r} must be a whole number >= {minimum}.")
 
 
 def _parse(form: str):

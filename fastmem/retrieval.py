@@ -12,6 +12,7 @@ Modes (see README):
 from __future__ import annotations
 
 import hashlib
+import numbers
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -69,15 +70,17 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def as_number(value, name: str) -> float:
+    """A real number as float; text, booleans and anything else are a SettingsError naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise SettingsError(f"{name} {value!r} is not a number.")
+    return float(value)
+
+
 def check_threshold(threshold: float | None) -> float | None:
     if threshold is None:
         return None
-    try:
-        if isinstance(threshold, bool):
-            raise TypeError
-        t = float(threshold)
-    except (TypeError, ValueError):
-        raise SettingsError(f"Threshold {threshold!r} is not a number.") from None
+    t = as_number(threshold, "Threshold")
     if not (-1.0 <= t <= 1.0):  # also rejects NaN
         raise SettingsError(f"Threshold {threshold!r} must be a cosine in [-1, 1] (or off).")
     return t

@@ -82,9 +82,10 @@ def inspector():
     a.metric("Answer without memory", vis(r.base_answer))
     b.metric("Answer with memory", vis(r.answer))
     st.markdown(f"**Why:** {r.reason}")
+    settings = f"mode {r.mode}, α={r.alpha:g}, threshold={r.threshold}, key layer {use_bank.key_layer}; " \
+               f"answered in {elapsed * 1000:.0f} ms"
     timing = st.empty()
-    timing.caption(f"mode {r.mode}, α={r.alpha:g}, threshold={r.threshold}, key layer {use_bank.key_layer}; "
-                   f"answered in {elapsed * 1000:.0f} ms")
+    timing.caption(settings)
     # The answer is on screen now; the continuations (n_gen forward steps) fill these in at the end.
     g1, g2 = st.columns(2)
     gen_base, gen_mem = g1.empty(), g2.empty()
@@ -118,8 +119,7 @@ def inspector():
     gen_ms = (time.perf_counter() - start) * 1000
     gen_base.text_area("Greedy generation without memory", vis(r.base_generation), disabled=True, key="gen_base")
     gen_mem.text_area("Greedy generation with memory", vis(r.generation), disabled=True, key="gen_mem")
-    timing.caption(f"mode {r.mode}, α={r.alpha:g}, threshold={r.threshold}, key layer {use_bank.key_layer}; "
-                   f"answered in {elapsed * 1000:.0f} ms, {n_gen} generated tokens in {gen_ms:.0f} ms")
+    timing.caption(f"{settings}, {n_gen} generated tokens in {gen_ms:.0f} ms")
 
 
 inspector()
