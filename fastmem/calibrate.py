@@ -12,23 +12,27 @@ import shutil
 import threading
 import random
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .engine import make_entries
+from .engine import inject, make_entries
+from .errors import SuiteError
 from .lm import FrozenLM, PromptStates
 from .loading import cache_dir
 from .memory import MemoryBank
+from .metrics import LabelIndex, ProbeSet, hit_mask, probe_set
+from .probes import lookalikes
 from .projector import KeyProjector, ProjectorConfig, train_projector
 from .prompts import render, unrelated_prompt
-from .retrieval import MODES, KeyGeometry, QueryKeys, retrieve
+from .retrieval import MODES, KeyGeometry, QueryKeys, retrieve, score_entries
 from .suite import Suite, bindings
 
 ALPHAS = (0.5, 1.0, 2.0, 4.0, 8.0)
-THRESHOLDS = (None,) + tuple(round(0.05 * i, 2) for i in range(1, 19))
-CALIBRATION_VERSION = 2
+THRESHOLDS = (None,) + tuple(round(0.05 * i, 2) for i in range(1, 20))
+CALIBRATION_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Calibration:
     modes: dict[str, ModeSettings]
     projector_id: str | None
     dev_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    token_layer: int = -1
 
     def settings(self, mode: str) -> ModeSettings:
         return self.modes.get(mode, ModeSettings(1.0, None))
@@ -65,59 +70,77 @@ class Calibration:
 
 
 def empty_bank(lm: FrozenLM, cal: Calibration) -> MemoryBank:
-    return MemoryBank(lm.name, lm.hidden_size, cal.key_layer, cal.context_layer, cal.symbol_layer, cal.value_steps)
+    return MemoryBank(lm.name, lm.hidden_size, cal.key_layer, cal.context_layer, cal.symbol_layer, cal.value_steps,
+                      token_layer=cal.token_layer)
 
 
 @dataclass
-class _TrainingStates:
+class _Training:
+    """States of every training prompt, from one forward pass; dev probe sets score every choice."""
+
     fit_write: PromptStates
     fit_read: PromptStates
-    dev: list  # bindings of dev words
-    dev_write: PromptStates
-    dev_read: PromptStates
-    dev_plain: PromptStates
-    dev_plain_words: list[str]
-    unrelated: PromptStates  # training unrelated questions
     negatives: PromptStates  # context-free prompts: fit words' plain questions + training unrelated
+    dev: list  # bindings of dev words (their write statements make the dev memory)
+    dev_write: PromptStates
+    probes: dict[str, ProbeSet]  # dev probe sets by metric
+    probe_states: dict[str, PromptStates]
 
 
-def _training_states(lm: FrozenLM, suite: Suite, seed: int, progress) -> _TrainingStates:
+def _training(lm: FrozenLM, suite: Suite, seed: int, token_layers: tuple[int, ...], progress) -> _Training:
+    """Training words only: a fit part and a dev part. The dev part's hard negatives are the training
+    words' own: never-written training contexts and look-alikes of dev words (never a test word)."""
     words = suite.split("train")
     if len(words) < 8:
-        from .errors import SuiteError
         raise SuiteError("Calibration needs at least 8 training words in the suite.")
     order = random.Random(seed).sample(words, len(words))
     n_dev = max(4, len(words) // 4)
     dev_words, fit_words = order[:n_dev], order[n_dev:]
     fit = [b for e in suite.train_experiments for b in bindings(e, fit_words)]
     dev = [b for e in suite.train_experiments for b in bindings(e, dev_words)]
-    plain = [render(suite.plain, w.word) for w in fit_words + dev_words]
-    unrelated = [unrelated_prompt(q) for q in (suite.train_unrelated or suite.unrelated)]
-    prompts = [b.write for b in fit] + [b.read for b in fit] + [b.write for b in dev] + [b.read for b in dev]
-    states = lm.states(prompts + plain + unrelated, progress=progress)
-    a, b, c, d, e = (len(fit), 2 * len(fit), 2 * len(fit) + len(dev), 2 * len(fit) + 2 * len(dev),
-                     2 * len(fit) + 2 * len(dev) + len(fit_words))
-    unrelated_states = states.select(slice(d + len(plain), None))
-    return _TrainingStates(states.select(slice(0, a)), states.select(slice(a, b)), dev,
-                           states.select(slice(b, c)), states.select(slice(c, d)),
-                           states.select(slice(e, d + len(plain))), [w.word for w in dev_words],
-                           unrelated_states, PromptStates.cat([states.select(slice(d, e)), unrelated_states]))
+    unrelated = [unrelated_prompt(q) for q in suite.train_unrelated]  # never the test questions
+    looks = lookalikes(lm.tokenizer, [w.word for w in dev_words], seed, avoid=[w.word for w in suite.words])
+    contexts = [e.contexts[i % 2] for e in suite.train_experiments for i in range(len(looks))]
+    probes = {
+        "write": probe_set("write", [b.write for b in dev], [b.label for b in dev]),
+        "read": probe_set("read", [b.read for b in dev], [b.label for b in dev]),
+        "plain": probe_set("plain", [render(suite.plain, w.word) for w in dev_words], [w.word for w in dev_words]),
+        "unrelated": probe_set("unrelated", unrelated),
+        "wrong_context": probe_set("wrong_context", [render(e.read, w.word, c) for e in suite.train_experiments
+                                                     for w in dev_words for c in suite.train_unseen_contexts],
+                                   [w.word for e in suite.train_experiments for w in dev_words
+                                    for _ in suite.train_unseen_contexts]),
+        "lookalike": probe_set("lookalike", [render(suite.train_experiments[0].read, lk.word, c)
+                                             for lk, c in zip(looks, contexts)]),
+    }
+    plain_fit = [render(suite.plain, w.word) for w in fit_words]
+    groups = {"fit_write": [b.write for b in fit], "fit_read": [b.read for b in fit], "plain_fit": plain_fit,
+              "dev_write": [b.write for b in dev], **{k: list(p.prompts) for k, p in probes.items()}}
+    flat = [p for g in groups.values() for p in g]
+    states = lm.states(flat, progress=progress, token_layers=token_layers)
+    got, at = {}, 0
+    for name, prompts in groups.items():
+        got[name], at = states.select(slice(at, at + len(prompts))), at + len(prompts)
+    negatives = PromptStates.cat([got["plain_fit"], got["unrelated"]]) if len(unrelated) else got["plain_fit"]
+    return _Training(got["fit_write"], got["fit_read"], negatives, dev, got["dev_write"], probes,
+                     {k: got[k] for k in probes})
 
 
-def _dual_layers(ts: _TrainingStates, baseline: PromptStates, candidates: list[int]) -> tuple[int, int]:
+def _dual_layers(ts: _Training, candidates: list[int]) -> tuple[int, int]:
     """Symbol and context layers that best separate dev keys (accuracy, then margin over negatives)."""
     def cos(a, b):
         return torch.nn.functional.normalize(a, dim=-1) @ torch.nn.functional.normalize(b, dim=-1).T
     best, choice = None, (candidates[0], candidates[0])
+    read, write, negatives = ts.probe_states["read"], ts.dev_write, ts.negatives
     n = len(ts.dev)
     for ls in candidates:
-        sym_base = baseline.word[:, ls].mean(0)
-        s_pos = cos(ts.dev_read.word[:, ls] - sym_base, ts.dev_write.word[:, ls] - sym_base).clamp(min=0)
-        s_neg = cos(ts.negatives.word[:, ls] - sym_base, ts.dev_write.word[:, ls] - sym_base).clamp(min=0)
+        sym_base = negatives.word[:, ls].mean(0)
+        s_pos = cos(read.word[:, ls] - sym_base, write.word[:, ls] - sym_base).clamp(min=0)
+        s_neg = cos(negatives.word[:, ls] - sym_base, write.word[:, ls] - sym_base).clamp(min=0)
         for lc in candidates:
-            ctx_base = baseline.context[:, lc].mean(0)
-            c_pos = cos(ts.dev_read.context[:, lc] - ctx_base, ts.dev_write.context[:, lc] - ctx_base).clamp(min=0)
-            c_neg = cos(ts.negatives.context[:, lc] - ctx_base, ts.dev_write.context[:, lc] - ctx_base).clamp(min=0)
+            ctx_base = negatives.context[:, lc].mean(0)
+            c_pos = cos(read.context[:, lc] - ctx_base, write.context[:, lc] - ctx_base).clamp(min=0)
+            c_neg = cos(negatives.context[:, lc] - ctx_base, write.context[:, lc] - ctx_base).clamp(min=0)
             pos, neg = s_pos * c_pos, s_neg * c_neg
             acc = (pos.argmax(1) == torch.arange(n)).float().mean().item()
             wrong = pos.masked_fill(torch.eye(n, dtype=torch.bool), -1).max(1).values
@@ -127,48 +150,68 @@ def _dual_layers(ts: _TrainingStates, baseline: PromptStates, candidates: list[i
     return choice
 
 
-def _dev_metrics(lm, bank, geometry, ts, mode, alphas, thresholds, unembedding):
-    """{(alpha, threshold): (write, read, plain, unrelated)} on the dev part, from cached logits."""
-    labels = bank.stacked()["label_id"]
-    queries = {"write": (ts.dev_write, [b.context for b in ts.dev]), "read": (ts.dev_read, [b.context for b in ts.dev]),
-               "plain": (ts.dev_plain, [None] * len(ts.dev_plain)),
-               "unrelated": (ts.unrelated, None)}
-    out = {}
+def _token_statistics(ts: _Training, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and spread of every word and context token state of the fit prompts at `layer`."""
+    rows = []
+    for states in (ts.fit_write, ts.fit_read, ts.negatives):
+        for tokens in (states.word_tokens, states.context_tokens):
+            x, m = tokens.at(layer)
+            rows.append(x[m])
+    rows = torch.cat(rows)
+    spread = rows.std(0)
+    return rows.mean(0), spread.clamp(min=1e-2 * float(spread.median()) + 1e-8)
+
+
+def _dev_bank(lm, ts: _Training, key_layer, context_layer, symbol_layer, value_steps, token_layer) -> MemoryBank:
+    bank = MemoryBank(lm.name, lm.hidden_size, key_layer, context_layer, symbol_layer, value_steps,
+                      token_layer=token_layer)
+    for entry in make_entries(lm, bank, ts.dev_write, [b.word for b in ts.dev], [b.context for b in ts.dev],
+                              [b.label for b in ts.dev], [b.write for b in ts.dev]):
+        bank.add(entry)
+    return bank
+
+
+def _token_layer_separation(ts: _Training, bank: MemoryBank, geometry: KeyGeometry) -> float:
+    """How far the dev reads' own scores sit above the best score of any hard negative (10th vs 90th
+    percentile): the layer where written and unwritten keys are furthest apart."""
+    def best_scores(name):
+        q = QueryKeys.from_states(ts.probe_states[name], bank, ts.probes[name].contexts)
+        return score_entries("token_match", q, bank, geometry)
+    own = best_scores("read").diagonal()
+    negative = torch.cat([best_scores(k).max(1).values for k in ("wrong_context", "lookalike", "plain")])
+    return float(own.quantile(0.1) - negative.quantile(0.9))
+
+
+def _dev_metrics(lm, bank, geometry, ts, mode, alphas, thresholds, unembedding) -> dict:
+    """{(alpha, threshold): {metric: rate}} on the dev probe sets, retrieving once per probe set."""
+    labels = LabelIndex.of(bank)
     cache = {}
-    for name, (states, contexts) in queries.items():
-        contexts = contexts or [None] * len(states)
-        q = QueryKeys.from_states(states, bank, contexts)
-        scores = retrieve(mode, q, bank, geometry, None)
+    for name, probes in ts.probes.items():
+        if not len(probes):
+            continue
+        states = ts.probe_states[name]
+        got = retrieve(mode, QueryKeys.from_states(states, bank, probes.contexts), bank, geometry, None)
         base = lm.logits(states.final)
-        cache[name] = (scores, base, scores.values @ unembedding.T)
-    word_labels = {}
-    for e in bank.entries:
-        word_labels.setdefault(e.word, set()).add(e.label_id)
-    all_labels = set(labels.tolist())
+        cache[name] = (got, base, got.values @ unembedding.T)
+    out = {}
     for alpha in alphas:
         for thr in thresholds:
-            res = []
-            for name in ("write", "read", "plain", "unrelated"):
-                got, base, delta = cache[name]
+            rates = {}
+            for name, (got, base, delta) in cache.items():
                 on = got.chosen >= 0
                 if thr is not None:
                     on = on & (got.best >= thr)
-                ids = (base + alpha * delta * on.unsqueeze(1)).argmax(-1)
-                if name in ("write", "read"):
-                    res.append((ids == labels).float().mean().item())
-                elif name == "plain":
-                    res.append(sum(int(i) in word_labels.get(w, ()) for i, w in zip(ids, ts.dev_plain_words))
-                               / max(1, len(ids)))
-                else:
-                    res.append(sum(int(i) in all_labels for i in ids) / max(1, len(ids)))
-            out[(alpha, thr)] = tuple(res)
+                ids = inject(base, delta, on, alpha).argmax(-1)
+                hits = hit_mask(ts.probes[name], ids, base.argmax(-1), labels, lm.label_token)
+                rates[name] = hits.float().mean().item()
+            out[(alpha, thr)] = rates
     return out
 
 
-def _objective(scores: tuple[float, float, float, float]) -> float:
-    write, read, plain, unrelated = scores
-    # Read first; context-free and unrelated activations cost much more than a missed read.
-    return read + 0.5 * write - 4 * plain - 8 * unrelated
+def _objective(rates: dict[str, float]) -> float:
+    # Read first; a leak or a false fire costs much more than a missed read.
+    return (rates["read"] + 0.5 * rates["write"] - 4 * rates["plain"] - 8 * rates.get("unrelated", 0.0)
+            - 4 * rates["wrong_context"] - 4 * rates["lookalike"])
 
 
 def _choose(table: dict) -> tuple[float, float | None]:
@@ -184,27 +227,33 @@ def _choose(table: dict) -> tuple[float, float | None]:
 
 def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, progress=None,
               show_progress: bool = True) -> tuple[Calibration, KeyGeometry]:
-    ts = _training_states(lm, suite, seed, progress)
     n = lm.n_layers
+    token_candidates = tuple(range(1, max(2, n // 10) + 1))
+    ts = _training(lm, suite, seed, token_candidates, progress)
     candidates = sorted({max(1, round(n * f)) for f in (0.05, 0.1, 0.15, 0.2, 0.25, 0.33)})
-    symbol_layer, context_layer = _dual_layers(ts, ts.negatives, candidates)
+    symbol_layer, context_layer = _dual_layers(ts, candidates)
     best = None
     for key_layer in sorted({round(n * f) for f in (0.33, 0.5, 0.67)}):
         cfg = ProjectorConfig(lm.hidden_size, key_layer, seed=seed)
         proj = train_projector(ts.fit_write.word[:, key_layer], ts.fit_read.word[:, key_layer],
                                ts.negatives.word[:, key_layer], cfg, show_progress=show_progress)
+        read = ts.probe_states["read"]
         with torch.no_grad():
-            s = proj(ts.dev_read.word[:, key_layer]) @ proj(ts.dev_write.word[:, key_layer]).T
+            s = proj(read.word[:, key_layer]) @ proj(ts.dev_write.word[:, key_layer]).T
         acc = (s.argmax(1) == torch.arange(len(ts.dev))).float().mean().item()
         if best is None or acc > best[0]:
             best = (acc, key_layer, proj)
     _, key_layer, projector = best
-    geometry = KeyGeometry(projector, ts.negatives.word[:, symbol_layer].mean(0),
-                           ts.negatives.context[:, context_layer].mean(0))
-    bank = MemoryBank(lm.name, lm.hidden_size, key_layer, context_layer, symbol_layer, value_steps)
-    for entry in make_entries(lm, bank, ts.dev_write, [b.word for b in ts.dev], [b.context for b in ts.dev],
-                              [b.label for b in ts.dev], [b.write for b in ts.dev]):
-        bank.add(entry)
+    chosen = None
+    for token_layer in token_candidates:
+        mean, scale = _token_statistics(ts, token_layer)
+        geometry = KeyGeometry(projector, ts.negatives.word[:, symbol_layer].mean(0),
+                               ts.negatives.context[:, context_layer].mean(0), mean, scale)
+        bank = _dev_bank(lm, ts, key_layer, context_layer, symbol_layer, value_steps, token_layer)
+        separation = _token_layer_separation(ts, bank, geometry)
+        if chosen is None or separation > chosen[0]:
+            chosen = (separation, token_layer, geometry, bank)
+    _, token_layer, geometry, bank = chosen
     unembedding = lm.unembedding.detach().float().cpu()
     modes, dev_scores = {}, {}
     for mode in MODES:
@@ -213,18 +262,30 @@ def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, p
             continue
         table = _dev_metrics(lm, bank, geometry, ts, mode, ALPHAS, THRESHOLDS, unembedding)
         alpha, thr = _choose(table)
-        w, r, p, u = table[(alpha, thr)]
         modes[mode] = ModeSettings(alpha, thr)
-        dev_scores[mode] = {"write": w, "read": r, "plain": p, "unrelated": u}
+        dev_scores[mode] = table[(alpha, thr)]
     cal = Calibration(lm.name, key_layer, symbol_layer, context_layer, value_steps, seed, modes,
-                      projector.identity, dev_scores)
+                      projector.identity, dev_scores, token_layer)
     return cal, geometry
 
 
+def cache_key(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> str:
+    """Everything calibration reads: the suite's training side (every word too: look-alikes avoid them),
+    the settings, and the code that computes it (any change to it recalibrates)."""
+    code = b"".join(resources.files("fastmem").joinpath(f).read_bytes() for f in _CALIBRATION_CODE)
+    train = json.dumps([lm.name, lm.n_layers, lm.hidden_size, suite.plain, suite.train_unrelated,
+                        suite.train_unseen_contexts, [w.model_dump() for w in suite.words],
+                        [e.model_dump() for e in suite.train_experiments], value_steps, seed, CALIBRATION_VERSION,
+                        hashlib.sha256(code).hexdigest()])
+    return hashlib.sha256(train.encode()).hexdigest()[:12]
+
+
+_CALIBRATION_CODE = ("calibrate.py", "probes.py", "projector.py", "retrieval.py", "values.py", "engine.py",
+                     "lm.py", "metrics.py")
+
+
 def _cache_folder(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> Path:
-    train = json.dumps([suite.plain, suite.train_unrelated, [w.model_dump() for w in suite.split("train")],
-                        [e.model_dump() for e in suite.train_experiments], value_steps, seed, CALIBRATION_VERSION])
-    tag = hashlib.sha256(train.encode()).hexdigest()[:12]
+    tag = cache_key(lm, suite, value_steps, seed)
     slug = "".join(ch if ch.isalnum() else "-" for ch in lm.name)[-60:]
     return cache_dir() / "calibration" / f"{slug}-{tag}"
 
@@ -237,7 +298,8 @@ def load_or_calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: in
             cal = Calibration.from_json((folder / "calibration.json").read_text())
             projector = KeyProjector.load(folder / "projector.safetensors")
             base = load_file(folder / "baselines.safetensors")
-            return cal, KeyGeometry(projector, base["symbol"], base["context"])
+            return cal, KeyGeometry(projector, base["symbol"], base["context"], base["token_mean"],
+                                    base["token_scale"])
         except Exception:  # noqa: BLE001 - a damaged cache is simply rebuilt
             pass
     cal, geometry = calibrate(lm, suite, value_steps, seed, progress, show_progress)
@@ -245,7 +307,8 @@ def load_or_calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: in
         final, folder = folder, folder.with_name(f"{folder.name}.{os.getpid()}.{threading.get_ident()}.partial")
         folder.mkdir(parents=True, exist_ok=True)
         geometry.projector.save(folder / "projector.safetensors")
-        save_file({"symbol": geometry.symbol_baseline.contiguous(), "context": geometry.context_baseline.contiguous()},
+        save_file({"symbol": geometry.symbol_baseline.contiguous(), "context": geometry.context_baseline.contiguous(),
+                   "token_mean": geometry.token_mean.contiguous(), "token_scale": geometry.token_scale.contiguous()},
                   folder / "baselines.safetensors")
         (folder / "calibration.json").write_text(cal.to_json())
         try:

@@ -1,4 +1,4 @@
-"""Command line: `python -m fastmem bench|sweep ...`."""
+"""Command line: `python -m fastmem bench|sweep|scale ...` (also installed as `fastmem`)."""
 from __future__ import annotations
 
 import argparse
@@ -40,12 +40,14 @@ def _setup(args):
                                       progress=lambda n: bar.update(n), use_cache=not args.no_cache)
     bar.close()
     print(f"calibration: key layer {cal.key_layer}, symbol layer {cal.symbol_layer}, context layer "
-          f"{cal.context_layer}, value steps {cal.value_steps} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+          f"{cal.context_layer}, token layer {cal.token_layer}, value steps {cal.value_steps} "
+          f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return lm, suite, cal, geometry
 
 
 def cmd_bench(args) -> int:
-    from .bench import format_table, rows_to_csv, rows_to_json, run_bench
+    from .bench import rows_to_csv, rows_to_json, run_bench
+    from .report import format_table
 
     lm, suite, cal, geometry = _setup(args)
     bar = tqdm(desc="benchmark", unit="prompt")
@@ -78,6 +80,27 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_scale(args) -> int:
+    import json
+    from dataclasses import asdict
+
+    from .lab import Lab
+    from .scale import format_scale, run_scale
+
+    lm, suite, cal, geometry = _setup(args)
+    lab = Lab(lm, cal, geometry, suite)
+    start = time.perf_counter()
+    points, timings = run_scale(lab, args.sizes, args.seed, args.sample, args.mode,
+                                progress=lambda msg: print(msg, file=sys.stderr))
+    print(f"\n{lm.name}, seed {args.seed}, mode {args.mode}, {args.sample} sampled words per size, token layer "
+          f"{cal.token_layer}, value steps {cal.value_steps} ({time.perf_counter() - start:.0f} s)")
+    print(format_scale(points, timings))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"points": [asdict(p) for p in points],
+                                               "timings": [asdict(t) for t in timings]}, indent=1))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastmem", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +112,13 @@ def main(argv=None) -> int:
     bench.add_argument("--out", default=None, help="CSV file for the rows")
     bench.add_argument("--json", default=None, help="JSON file for rows, timing and calibration")
     bench.set_defaults(func=cmd_bench)
+    scale = sub.add_parser("scale", help="one memory of N bindings: metrics, write and retrieval time per size")
+    _common(scale)
+    scale.add_argument("--sizes", nargs="+", type=int, default=[100, 1000, 10000])
+    scale.add_argument("--sample", type=int, default=128, help="written words asked per size")
+    scale.add_argument("--mode", default="token_match", choices=MODES)
+    scale.add_argument("--json", default=None, help="JSON file for the points and timings")
+    scale.set_defaults(func=cmd_scale)
     sweep = sub.add_parser("sweep", help="choose layers, alpha and threshold per mode on training words")
     _common(sweep)
     sweep.set_defaults(func=cmd_sweep)

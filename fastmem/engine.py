@@ -32,16 +32,26 @@ def head_bias(lm: FrozenLM) -> torch.Tensor | None:
     return None if bias is None else bias.detach().float().cpu()
 
 
+def prompt_states(lm: FrozenLM, bank: MemoryBank, prompts: list[SlottedPrompt], progress=None) -> PromptStates:
+    """The one way to run prompts for a memory: dense keys plus token keys at the memory's token layer."""
+    layers = (bank.token_layer,) if bank.token_layer >= 0 else ()
+    return lm.states(prompts, progress=progress, token_layers=layers)
+
+
 def make_entries(lm: FrozenLM, bank: MemoryBank, states: PromptStates, words, contexts, labels,
                  prompts: list[SlottedPrompt]) -> list[MemoryEntry]:
     """Entries from the states of write prompts (the label is the token after each prompt)."""
     label_ids = [lm.label_token(label) for label in labels]
     values = correction_vector(states.final, torch.tensor(label_ids), lm.unembedding.detach().float().cpu(),
                                steps=bank.value_steps, bias=head_bias(lm))
+    tokens = [[None] * len(words)] * 2
+    if bank.token_layer >= 0:
+        tokens = [[t[i][m[i]].clone() for i in range(len(words))]
+                  for t, m in (ts.at(bank.token_layer) for ts in (states.word_tokens, states.context_tokens))]
     return [MemoryEntry(w, c, label.strip(), lid, p.text, p.word_span, p.context_span,
                         states.word[i, bank.key_layer].clone(),
                         states.context[i, bank.context_layer].clone(), states.word[i, bank.symbol_layer].clone(),
-                        values[i].clone())
+                        values[i].clone(), tokens[0][i], tokens[1][i])
             for i, (w, c, label, lid, p) in enumerate(zip(words, contexts, labels, label_ids, prompts))]
 
 
@@ -70,8 +80,13 @@ def answer(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, states: Prompt
     query = QueryKeys.from_states(states, bank, contexts)
     got = retrieve(mode, query, bank, geometry, threshold)
     base = lm.logits(states.final) if base_logits is None else base_logits
-    logits = base.clone()
-    rows = (got.chosen >= 0).nonzero().flatten()
-    if len(rows) and alpha != 0.0:  # only rows that retrieved something change
-        logits[rows] += alpha * (got.values[rows] @ lm.unembedding.detach().float().cpu().T)
-    return Answer(base, logits, got)
+    on = got.chosen >= 0
+    delta = torch.zeros_like(base)
+    if on.any() and alpha != 0.0:  # only rows that retrieved something change
+        delta[on] = got.values[on] @ lm.unembedding.detach().float().cpu().T
+    return Answer(base, inject(base, delta, on, alpha), got)
+
+
+def inject(base_logits: torch.Tensor, delta_logits: torch.Tensor, on: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The read rule in logit space: W_U (h + alpha v) = W_U h + alpha W_U v, on the rows where `on`."""
+    return base_logits + alpha * delta_logits * on.unsqueeze(1)

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 import torch
 
 from .calibrate import Calibration, empty_bank, load_or_calibrate
-from .engine import answer, check_alpha, make_entries
+from .engine import answer, check_alpha, make_entries, prompt_states
 from .errors import BindingError, FastmemError, LabelError, MemoryFileError, SettingsError
 from .lm import EncodedPrompt, FrozenLM
 from .memory import MemoryBank
 from .prompts import SlottedPrompt, mark, render, template_fields, unrelated_prompt
-from .retrieval import MODES, NEEDS_PROJECTOR, KeyGeometry, check_mode, check_threshold
+from .retrieval import DEFAULT_MODE, MODES, NEEDS_PROJECTOR, KeyGeometry, check_mode, check_threshold
 from .suite import Suite, load_suite
 
 WRITE_TEMPLATE = "In {context}, {word} means"
@@ -96,7 +96,7 @@ class Lab:
         if bank.hidden_size != self.lm.hidden_size or bank.model_name != self.lm.name:
             raise SettingsError(f"This memory belongs to '{bank.model_name}' (hidden size {bank.hidden_size}); "
                                 f"the loaded model is '{self.lm.name}' (hidden size {self.lm.hidden_size}).")
-        if max(bank.key_layer, bank.context_layer, bank.symbol_layer) > self.lm.n_layers:
+        if max(bank.key_layer, bank.context_layer, bank.symbol_layer, bank.token_layer) > self.lm.n_layers:
             raise SettingsError(f"This memory uses layers beyond this model's 0..{self.lm.n_layers}.")
 
     def export_memory(self, bank: MemoryBank) -> bytes:
@@ -114,6 +114,11 @@ class Lab:
         vocab = self.lm.unembedding.shape[0]
         if any(not 0 <= e.label_id < vocab for e in bank.entries):
             raise MemoryFileError(f"The memory file has label ids outside this model's vocabulary (0..{vocab - 1}).")
+        if bank.token_layer != self.calibration.token_layer:  # a version-1 file, or another calibration's layer
+            try:
+                bank = self.rekey(bank)
+            except FastmemError as exc:
+                raise MemoryFileError(f"The memory file's entries cannot be re-keyed for this model: {exc}") from None
         return bank
 
     # -- write ------------------------------------------------------------------------------
@@ -155,7 +160,7 @@ class Lab:
                 results[g[0]] = WriteResult(g[1], g[2], g[3], "error",
                                             f"'{g[1]}' in '{g[2]}' appears again later in this batch; that row is used.")
         if batch:
-            states = self.lm.states([g[4] for g in batch], progress=progress)
+            states = prompt_states(self.lm, bank, [g[4] for g in batch], progress=progress)
             entries = make_entries(self.lm, bank, states, [g[1] for g in batch], [g[2] for g in batch],
                                    [g[3] for g in batch], [g[4] for g in batch])
             for g, entry in zip(batch, entries):
@@ -195,7 +200,7 @@ class Lab:
                                      ctx)
         return unrelated_prompt(text)
 
-    def ask(self, bank: MemoryBank, prompt: SlottedPrompt, mode: str = "dual_key", alpha: float | None = None,
+    def ask(self, bank: MemoryBank, prompt: SlottedPrompt, mode: str = DEFAULT_MODE, alpha: float | None = None,
             threshold: float | None = "default", max_new_tokens: int = 0) -> AskResult:
         """Answer one question with and without memory, with everything needed to explain it."""
         self.check_memory(bank)
@@ -211,23 +216,11 @@ class Lab:
             raise SettingsError(f"Mode {mode} uses the projector trained at layer {self.calibration.key_layer}; "
                                 f"this memory's keys are at layer {bank.key_layer}. Use raw_both_top1 or dual_key.")
         encoded = self.lm.encode(prompt)
-        states = self.lm.states([prompt])
+        states = prompt_states(self.lm, bank, [prompt])
         got = answer(self.lm, bank, self.geometry, states, [prompt.context], mode, alpha, threshold)
         r = got.retrieved
         chosen, best = int(r.chosen[0]), float(r.best[0])
-        if mode == "none":
-            reason = "Mode none: the plain model, memory off."
-        elif len(bank) == 0:
-            reason = "The memory is empty: nothing to retrieve."
-        elif torch.isinf(r.best[0]):
-            reason = f"No entry of context {prompt.context!r} in memory (oracle gate)." if mode == "context_gate" \
-                else "No entry could be scored."
-        elif chosen < 0:
-            reason = f"Best score {best:.3f} is below the threshold {threshold:.2f}: nothing injected."
-        else:
-            e = bank.entries[chosen]
-            reason = f"Top-1 is '{e.word}' in '{e.context}' -> '{e.label}' (score {best:.3f}" + \
-                (f" >= threshold {threshold:.2f})." if threshold is not None else ", no threshold).")
+        reason = explain(bank, prompt, mode, r.scores[0], chosen, threshold)
         result = AskResult(prompt, encoded, mode, alpha, threshold, r.scores[0], chosen, best, reason,
                            got.base_logits[0], got.logits[0], r.values[0],
                            self.lm.tokenizer.decode([int(got.base_ids[0])]), self.lm.tokenizer.decode([int(got.ids[0])]))
@@ -258,17 +251,99 @@ class Lab:
         """Tokens the correction promotes most: W_U @ v, logit-lens style."""
         return self.top_tokens(value.float() @ self.lm.unembedding.detach().float().cpu().T, k)
 
-    def rekey(self, bank: MemoryBank, key_layer: int) -> MemoryBank:
-        """A copy of the memory with keys taken at another layer (values are unchanged)."""
-        self.lm.check_layer(key_layer)
+    def rekey(self, bank: MemoryBank, key_layer: int | None = None) -> MemoryBank:
+        """A copy of the memory with every key read again from its write statement (values unchanged):
+        keys at another key layer, or token keys at this calibration's token layer (version-1 files)."""
+        key_layer = bank.key_layer if key_layer is None else self.lm.check_layer(key_layer)
         new = MemoryBank(bank.model_name, bank.hidden_size, key_layer, bank.context_layer, bank.symbol_layer,
-                         bank.value_steps)
+                         bank.value_steps, token_layer=self.calibration.token_layer, disabled=set(bank.disabled))
         if bank.entries:
             prompts = [SlottedPrompt(e.write_text, e.word_span, e.context_span, e.context) for e in bank.entries]
-            states = self.lm.states(prompts)
+            states = prompt_states(self.lm, new, prompts)
+            tokens = [ts.at(new.token_layer) for ts in (states.word_tokens, states.context_tokens)]
             for i, e in enumerate(bank.entries):
-                new.add(_with(e, key=states.word[i, key_layer].clone()))
+                new.add(_with(e, key=states.word[i, key_layer].clone(),
+                              symbol_key=states.word[i, new.symbol_layer].clone(),
+                              context_key=states.context[i, new.context_layer].clone(),
+                              word_tokens=tokens[0][0][i][tokens[0][1][i]].clone(),
+                              context_tokens=tokens[1][0][i][tokens[1][1][i]].clone()))
         return new
+
+    # -- demo tools (presets, share) --
+    def load_preset(self, bank: MemoryBank, preset, replace: bool = True) -> list[WriteResult]:
+        """Write a preset scenario (`fastmem.presets`) into the memory; `replace` empties it first."""
+        from .presets import get_preset
+
+        preset = get_preset(preset)
+        self.check_memory(bank)
+        if replace:
+            bank.clear()
+        return self.write(bank, list(preset.rows))
+
+    def preset_questions(self, preset) -> list[tuple]:
+        """(suggestion, prompt) for each of a preset's suggested questions."""
+        from .presets import get_preset
+
+        return [(q, self.question(q.word, q.context)) for q in get_preset(preset).questions]
+
+    def share(self, bank: MemoryBank, view) -> str:
+        """A share document (JSON): the memory file plus the view settings (`fastmem.share.ShareView`)."""
+        from .share import dump_share
+
+        return dump_share(self.export_memory(bank), self.lm.name, view)
+
+    def open_share(self, data) -> tuple[MemoryBank, object]:
+        """(memory, view) from a share document, every part checked against this model; raises
+        ShareFileError and changes nothing when anything does not fit."""
+        from .share import ShareFileError, memory_bytes, parse_share
+
+        doc = parse_share(data)
+        try:
+            bank = self.import_memory(memory_bytes(doc))
+            check_mode(doc.view.mode)
+            if doc.view.alpha is not None:
+                check_alpha(doc.view.alpha)
+            if doc.view.threshold != "default":
+                check_threshold(doc.view.threshold)
+        except ShareFileError:
+            raise
+        except FastmemError as exc:
+            raise ShareFileError(f"The share file does not fit this model: {exc}") from None
+        return bank, doc.view
+
+def explain(bank: MemoryBank, prompt: SlottedPrompt, mode: str, scores: torch.Tensor, chosen: int,
+            threshold: float | None) -> str:
+    """Why this entry was injected, or why nothing was, in words a user can act on."""
+    asked = f"'{prompt.word}'" + (f" in context '{prompt.context}'" if prompt.context else " (no context phrase)")
+    if mode == "none":
+        return "Mode none: the plain model, memory off."
+    if len(bank) == 0:
+        return "The memory is empty: nothing to retrieve."
+    live = torch.isfinite(scores)
+    if not bool(live.any()):
+        if mode == "context_gate":
+            return f"No entry of context {prompt.context!r} in memory (oracle gate): nothing injected."
+        return "Every entry is switched off: nothing injected."
+    order = scores.masked_fill(~live, float("-inf")).argsort(descending=True)
+    top = int(order[0])
+    e, best = bank.entries[top], float(scores[top])
+    closest = f"'{e.word}' in '{e.context}'"
+    runner = ""
+    if len(order) > 1 and torch.isfinite(scores[order[1]]):
+        o = bank.entries[int(order[1])]
+        runner = f"; runner-up '{o.word}' in '{o.context}' scores {float(scores[order[1]]):.2f}"
+    if chosen >= 0:
+        gate = f">= threshold {threshold:.2f}" if threshold is not None else "> 0, no threshold"
+        return f"Asked {asked}. Top-1 is {closest} -> '{e.label}' (score {best:.2f} {gate}){runner}."
+    words = {x.word for x in bank.entries}
+    hint = ""
+    if mode == "token_match" and prompt.word in words:
+        written = sorted({x.context for x in bank.entries if x.word == prompt.word})
+        hint = f" '{prompt.word}' is written only in {', '.join(repr(c) for c in written[:4])}."
+    elif mode == "token_match":
+        hint = f" No entry for the word '{prompt.word}'."
+    limit = f"below the threshold {threshold:.2f}" if threshold is not None else "not above 0"
+    return f"Asked {asked}: nothing injected.{hint} Closest entry {closest} scores {best:.2f}, {limit}."
 
 
 def _check_count(max_new_tokens, minimum: int) -> None:
@@ -289,4 +364,4 @@ def _with(obj, **changes):
     return replace(obj, **changes)
 
 
-__all__ = ["Lab", "AskResult", "WriteResult", "MODES", "clean_field"]
+__all__ = ["Lab", "AskResult", "WriteResult", "MODES", "DEFAULT_MODE", "clean_field", "explain"]

@@ -24,23 +24,59 @@ class EncodedPrompt:
     answer_position: int  # the last token: its final state predicts the answer
 
 
+MAX_SPAN_TOKENS = 12  # token-level keys keep at most the last 12 tokens of a word or context span
+
+
+@dataclass(frozen=True)
+class TokenStates:
+    """Hidden states of every token of a span (word or context) at a few layers, padded."""
+
+    layers: tuple[int, ...]
+    states: torch.Tensor  # [N, len(layers), T, d]
+    mask: torch.Tensor  # [N, T] True where a token is real
+
+    def at(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """([N, T, d], [N, T]) at one of the stored layers."""
+        if layer not in self.layers:
+            raise SettingsError(f"Token states were taken at layers {self.layers}, not {layer}.")
+        return self.states[:, self.layers.index(layer)], self.mask
+
+    def select(self, index) -> "TokenStates":
+        return TokenStates(self.layers, self.states[index], self.mask[index])
+
+    @staticmethod
+    def cat(parts: list["TokenStates"]) -> "TokenStates":
+        width = max(p.mask.shape[1] for p in parts)
+        pad = [(p.states, p.mask) if p.mask.shape[1] == width else (
+            torch.nn.functional.pad(p.states, (0, 0, 0, width - p.mask.shape[1])),
+            torch.nn.functional.pad(p.mask, (0, width - p.mask.shape[1]))) for p in parts]
+        return TokenStates(parts[0].layers, torch.cat([s for s, _ in pad]), torch.cat([m for _, m in pad]))
+
+
 @dataclass(frozen=True)
 class PromptStates:
-    """Per prompt: word key and context key at every layer, and the final (post-norm) answer state."""
+    """Per prompt: word key and context key at every layer, the final (post-norm) answer state, and
+    (when asked for) the states of every word and context token at a few layers."""
 
-    word: torch.Tensor  # [N, n_layers + 1, d]
-    context: torch.Tensor  # [N, n_layers + 1, d]
+    word: torch.Tensor  # [N, n_layers + 1, d] at the word's last token
+    context: torch.Tensor  # [N, n_layers + 1, d] mean over the context phrase
     final: torch.Tensor  # [N, d]
+    word_tokens: TokenStates | None = None
+    context_tokens: TokenStates | None = None
 
     def __len__(self) -> int:
         return self.final.shape[0]
 
     def select(self, index) -> "PromptStates":
-        return PromptStates(self.word[index], self.context[index], self.final[index])
+        return PromptStates(self.word[index], self.context[index], self.final[index],
+                            *(None if t is None else t.select(index) for t in (self.word_tokens, self.context_tokens)))
 
     @staticmethod
     def cat(parts: list["PromptStates"]) -> "PromptStates":
-        return PromptStates(*(torch.cat([getattr(p, f) for p in parts]) for f in ("word", "context", "final")))
+        dense = (torch.cat([getattr(p, f) for p in parts]) for f in ("word", "context", "final"))
+        tokens = [None if any(getattr(p, f) is None for p in parts) else TokenStates.cat([getattr(p, f) for p in parts])
+                  for f in ("word_tokens", "context_tokens")]
+        return PromptStates(*dense, *tokens)
 
 
 class FrozenLM:
@@ -54,6 +90,7 @@ class FrozenLM:
         self.n_layers = num_layers(model)
         self.hidden_size = int(model.get_output_embeddings().weight.shape[1])
         self.device = next(model.parameters()).device
+        self._label_ids: dict[str, int] = {}  # label text -> token id (the tokenizer never changes)
 
     @classmethod
     def load(cls, spec: str, device: str = "auto") -> "FrozenLM":
@@ -73,6 +110,8 @@ class FrozenLM:
     # -- tokens ---------------------------------------------------------------------------
     def label_token(self, label: str) -> int:
         """The single token id of ` label` (with its leading space); several tokens is an error."""
+        if isinstance(label, str) and label in self._label_ids:  # scoring asks for the same labels many times
+            return self._label_ids[label]
         text = " " + label.strip()
         if not label.strip():
             raise LabelError("The label is empty.")
@@ -83,6 +122,8 @@ class FrozenLM:
                 f"The label {label.strip()!r} is {len(ids)} tokens for this model ({pieces}); "
                 "labels must be one token (with a leading space)."
             )
+        if len(self._label_ids) < 100_000:
+            self._label_ids[label] = int(ids[0])
         return int(ids[0])
 
     def token_text(self, ids) -> list[str]:
@@ -114,12 +155,17 @@ class FrozenLM:
         return ids.to(self.device), mask.to(self.device), positions.to(self.device), width
 
     @torch.inference_mode()
-    def states(self, prompts: list[SlottedPrompt], batch_size: int = 32, progress=None) -> PromptStates:
-        """One forward pass per prompt (batched); `progress(n_done)` is called after each batch."""
+    def states(self, prompts: list[SlottedPrompt], batch_size: int = 64, progress=None,
+               token_layers: tuple[int, ...] = ()) -> PromptStates:
+        """One forward pass per prompt, in batches of similar length (less padding); results keep the
+        order of `prompts`. `progress(n_done)` is called after each batch; `token_layers` also returns
+        the states of every word and context token at those layers."""
+        token_layers = tuple(self.check_layer(layer) for layer in token_layers)
         encoded = [self.encode(p) for p in prompts]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
         parts = []
-        for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start:start + batch_size]
+        for start in range(0, len(order), batch_size):
+            chunk = [encoded[i] for i in order[start:start + batch_size]]
             ids, mask, positions, width = self._batch(chunk)
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              output_hidden_states=True, use_cache=False, logits_to_keep=1)
@@ -130,14 +176,20 @@ class FrozenLM:
                 word.append(hidden[row, :, shift + e.word_positions[-1]])
                 ctx = [shift + i for i in e.context_positions]
                 context.append(hidden[row, :, ctx].mean(dim=1))
+            tokens = [_span_states(hidden, chunk, width, token_layers, attr) if token_layers else None
+                      for attr in ("word_positions", "context_positions")]
             parts.append(PromptStates(torch.stack(word).float().cpu(), torch.stack(context).float().cpu(),
-                                      hidden[:, -1, -1].float().cpu()))
+                                      hidden[:, -1, -1].float().cpu(), *tokens))
             if progress is not None:
                 progress(len(chunk))
         if not parts:
             d, n = self.hidden_size, self.n_layers + 1
-            return PromptStates(torch.zeros(0, n, d), torch.zeros(0, n, d), torch.zeros(0, d))
-        return PromptStates.cat(parts)
+            empty = TokenStates(token_layers, torch.zeros(0, len(token_layers), 1, d), torch.zeros(0, 1, dtype=torch.bool))
+            return PromptStates(torch.zeros(0, n, d), torch.zeros(0, n, d), torch.zeros(0, d),
+                                *((empty, empty) if token_layers else (None, None)))
+        back = torch.empty(len(order), dtype=torch.long)
+        back[torch.tensor(order)] = torch.arange(len(order))
+        return PromptStates.cat(parts).select(back)
 
     @torch.inference_mode()
     def logits(self, final: torch.Tensor) -> torch.Tensor:
@@ -174,3 +226,18 @@ class FrozenLM:
     def generate(self, text: str, first_logits: torch.Tensor, max_new_tokens: int = 5) -> list[int]:
         """Greedy tokens: the first from `first_logits` (already corrected), the rest from the plain model."""
         return self.continuations(text, [int(first_logits.argmax())], max_new_tokens)[0]
+
+
+def _span_states(hidden: torch.Tensor, chunk: list[EncodedPrompt], width: int, layers: tuple[int, ...],
+                 attr: str) -> TokenStates:
+    """States of the (last MAX_SPAN_TOKENS) tokens of each prompt's word or context span."""
+    spans = [getattr(e, attr)[-MAX_SPAN_TOKENS:] for e in chunk]
+    t = max(len(s) for s in spans)
+    out = torch.zeros(len(chunk), len(layers), t, hidden.shape[-1])
+    mask = torch.zeros(len(chunk), t, dtype=torch.bool)
+    index = list(layers)
+    for row, (e, span) in enumerate(zip(chunk, spans)):
+        shift = width - len(e.ids)
+        out[row, :, :len(span)] = hidden[row, index][:, [shift + i for i in span]].float().cpu()
+        mask[row, :len(span)] = True
+    return TokenStates(layers, out, mask)

@@ -15,7 +15,8 @@ from safetensors.torch import load as st_load
 from .errors import BindingError, MemoryFileError
 
 FORMAT = "fastmem-memory"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds token-level keys; version 1 files still load (re-keyed by Lab.import_memory)
+READABLE_VERSIONS = ("1", "2")
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
 
@@ -32,6 +33,8 @@ class MemoryEntry:
     context_key: torch.Tensor  # [d] mean hidden state over the context phrase, at the context layer
     symbol_key: torch.Tensor  # [d] hidden state at the word's last token, at the symbol layer
     value: torch.Tensor  # [d] correction vector
+    word_tokens: torch.Tensor | None = None  # [tw, d] every word token's state at the bank's token layer
+    context_tokens: torch.Tensor | None = None  # [tc, d] every context token's state at the token layer
 
     @property
     def slot(self) -> tuple[str, str]:
@@ -39,6 +42,7 @@ class MemoryEntry:
 
 
 _TENSOR_FIELDS = ("key", "context_key", "symbol_key", "value")
+_TOKEN_FIELDS = ("word_tokens", "context_tokens")  # variable length: stored flat, with a count per entry
 
 
 @dataclass
@@ -52,24 +56,43 @@ class MemoryBank:
     symbol_layer: int
     value_steps: int
     entries: list[MemoryEntry] = field(default_factory=list)
+    token_layer: int = -1  # layer of the entries' token keys; -1: none (a version-1 file before re-keying)
+    disabled: set[tuple[str, str]] = field(default_factory=set)  # slots switched off (kept, never retrieved)
     _stacked: dict | None = field(default=None, repr=False, compare=False)
+    _slots: dict | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def find(self, word: str, context: str) -> int | None:
-        for i, e in enumerate(self.entries):
-            if e.slot == (word, context):
-                return i
-        return None
+        """Index of the entry for (word, context): O(1) through a slot index rebuilt after removals."""
+        if self._slots is None or len(self._slots) != len(self.entries):
+            self._slots = {e.slot: i for i, e in enumerate(self.entries)}
+        return self._slots.get((word, context))
+
+    def is_enabled(self, index: int) -> bool:
+        return self.entries[index].slot not in self.disabled
+
+    def set_enabled(self, index: int, enabled: bool) -> None:
+        """Switch an entry off (it stays in memory and in files, but is never retrieved) or back on."""
+        if not 0 <= index < len(self.entries):
+            raise BindingError(f"No memory entry number {index}.")
+        slot = self.entries[index].slot
+        (self.disabled.discard if enabled else self.disabled.add)(slot)
+        if self._stacked is not None:  # in place: derived key tensors stay valid
+            self._stacked["enabled"][index] = bool(enabled)
 
     def add(self, entry: MemoryEntry, on_duplicate: str = "replace") -> str:
         """Add an entry; returns 'added', 'replaced' or 'kept' (the old entry stays)."""
         if entry.value.shape != (self.hidden_size,):
             raise BindingError(f"Entry has hidden size {tuple(entry.value.shape)}, the memory {self.hidden_size}.")
+        if self.token_layer >= 0 and (entry.word_tokens is None or entry.context_tokens is None):
+            raise BindingError("This memory keys entries token by token; the entry has no token keys.")
         at = self.find(*entry.slot)
         if at is None:
             self.entries.append(entry)
+            if self._slots is not None:
+                self._slots[entry.slot] = len(self.entries) - 1
             status = "added"
         elif on_duplicate == "replace":
             self.entries[at] = entry
@@ -84,15 +107,18 @@ class MemoryBank:
     def remove(self, index: int) -> MemoryEntry:
         if not 0 <= index < len(self.entries):
             raise BindingError(f"No memory entry number {index}.")
-        self._stacked = None
-        return self.entries.pop(index)
+        self._stacked = self._slots = None
+        entry = self.entries.pop(index)
+        self.disabled.discard(entry.slot)
+        return entry
 
     def clear(self) -> None:
         self.entries.clear()
-        self._stacked = None
+        self.disabled.clear()
+        self._stacked = self._slots = None
 
     def copy(self) -> "MemoryBank":
-        return replace(self, entries=list(self.entries), _stacked=None)
+        return replace(self, entries=list(self.entries), disabled=set(self.disabled), _stacked=None, _slots=None)
 
     def stacked(self) -> dict[str, torch.Tensor]:
         """Tensors [M, d] of every entry (cached until the next change)."""
@@ -103,6 +129,14 @@ class MemoryBank:
                 for f in _TENSOR_FIELDS
             }
             self._stacked["label_id"] = torch.tensor([e.label_id for e in self.entries], dtype=torch.long)
+            self._stacked["enabled"] = torch.tensor([e.slot not in self.disabled for e in self.entries],
+                                                    dtype=torch.bool)
+            if self.token_layer >= 0:
+                for f in _TOKEN_FIELDS:  # flat [S, d] plus the entry each row belongs to
+                    parts = [getattr(e, f) for e in self.entries]
+                    self._stacked[f] = torch.cat(parts) if parts else torch.zeros(0, d)
+                    self._stacked[f + "_owner"] = torch.repeat_interleave(
+                        torch.arange(len(parts)), torch.tensor([len(t) for t in parts], dtype=torch.long))
         return self._stacked
 
     def cached(self, key: str, build):
@@ -116,10 +150,14 @@ class MemoryBank:
     def to_bytes(self, projector_id: str | None = None) -> bytes:
         """The memory as a safetensors file. Deterministic: the same memory always gives the same bytes."""
         meta = {k: getattr(self, k) for k in ("model_name", "hidden_size", "key_layer", "context_layer",
-                                              "symbol_layer", "value_steps")}
+                                              "symbol_layer", "value_steps", "token_layer")}
         meta["projector_id"] = projector_id
-        meta["entries"] = [{k: v for k, v in asdict(e).items() if k not in _TENSOR_FIELDS} for e in self.entries]
-        tensors = {f: self.stacked()[f].contiguous().float() for f in _TENSOR_FIELDS}
+        meta["entries"] = [{k: v for k, v in asdict(e).items() if k not in _TENSOR_FIELDS + _TOKEN_FIELDS}
+                           | ({f"{f}_count": len(getattr(e, f)) for f in _TOKEN_FIELDS} if self.token_layer >= 0 else {})
+                           for e in self.entries]
+        meta["disabled"] = sorted([list(slot) for slot in self.disabled if self.find(*slot) is not None])
+        fields = _TENSOR_FIELDS + (_TOKEN_FIELDS if self.token_layer >= 0 else ())
+        tensors = {f: self.stacked()[f].contiguous().float() for f in fields}
         manifest = json.dumps(meta, ensure_ascii=False)
         return _st_save(tensors, {"format": FORMAT, "version": str(FORMAT_VERSION), "manifest": manifest})
 
@@ -147,9 +185,9 @@ class MemoryBank:
             raise MemoryFileError(f"This is not a fastmem memory file (not valid safetensors: {exc}).") from exc
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise MemoryFileError("This safetensors file is not a fastmem memory file.")
-        if header.get("version") != str(FORMAT_VERSION):
+        if header.get("version") not in READABLE_VERSIONS:
             raise MemoryFileError(f"Memory file format version {header.get('version')!r} is not supported "
-                                  f"(this fastmem reads version {FORMAT_VERSION}).")
+                                  f"(this fastmem reads versions {', '.join(READABLE_VERSIONS)}).")
         try:
             meta = json.loads(header["manifest"])
             bank = cls(_text(meta["model_name"]), *(_int(meta[k]) for k in (
@@ -157,6 +195,9 @@ class MemoryBank:
             if bank.hidden_size < 1 or min(bank.key_layer, bank.context_layer, bank.symbol_layer) < 0 \
                     or bank.value_steps < 1:
                 raise ValueError("hidden size, layers or value steps out of range")
+            bank.token_layer = _int(meta.get("token_layer", -1)) if header["version"] != "1" else -1
+            if bank.token_layer < -1:
+                raise ValueError("token layer out of range")
             projector_id = meta.get("projector_id")
             if projector_id is not None and not isinstance(projector_id, str):
                 raise ValueError("projector_id is not text")
@@ -171,11 +212,25 @@ class MemoryBank:
                     raise MemoryFileError(f"Tensor '{f}' has shape {tuple(tensors[f].shape)}, expected {(m, d)}.")
                 if not torch.isfinite(tensors[f]).all():
                     raise MemoryFileError(f"Tensor '{f}' holds NaN or infinite values.")
+            token_fields = _TOKEN_FIELDS if bank.token_layer >= 0 else ()
+            starts = dict.fromkeys(token_fields, 0)
+            for f in token_fields:
+                total = sum(_int(row[f"{f}_count"]) for row in rows)
+                if tensors[f].dtype != torch.float32 or tuple(tensors[f].shape) != (total, d) \
+                        and not (total == 0 and tensors[f].numel() == 0) or not torch.isfinite(tensors[f]).all():
+                    raise MemoryFileError(f"Tensor '{f}' does not hold {total} finite float32 rows of size {d}.")
             for i, row in enumerate(rows):
+                spans = {}
+                for f in token_fields:
+                    count = _int(row[f"{f}_count"])
+                    if count < 1:
+                        raise ValueError(f"entry {i} has no {f}")
+                    spans[f] = tensors[f][starts[f]:starts[f] + count].clone()
+                    starts[f] += count
                 entry = MemoryEntry(
                     _text(row["word"]), _text(row["context"]), _text(row["label"]), _int(row["label_id"]),
                     _text(row["write_text"]), _span(row["word_span"]), _span(row.get("context_span")),
-                    *(tensors[f][i].clone() for f in _TENSOR_FIELDS))
+                    *(tensors[f][i].clone() for f in _TENSOR_FIELDS), **spans)
                 if entry.label_id < 0 or not entry.word or not entry.context or not entry.label:
                     raise ValueError(f"entry {i} has an empty field or a negative label id")
                 for span in (entry.word_span, entry.context_span):
@@ -188,6 +243,11 @@ class MemoryBank:
             raise MemoryFileError(f"The memory file's manifest is incomplete or malformed ({exc!r}).") from exc
         if len({e.slot for e in bank.entries}) != len(bank.entries):
             raise MemoryFileError("The memory file has two entries for the same word and context.")
+        disabled = meta.get("disabled", [])
+        if not isinstance(disabled, list) or any(
+                not isinstance(s, list) or len(s) != 2 or not all(isinstance(x, str) for x in s) for s in disabled):
+            raise MemoryFileError("The memory file's list of switched-off entries is malformed.")
+        bank.disabled = {tuple(s) for s in disabled if bank.find(*s) is not None}
         if expect_hidden_size is not None and bank.hidden_size != expect_hidden_size:
             raise MemoryFileError(f"This memory was written with '{bank.model_name}' (hidden size "
                                   f"{bank.hidden_size}); the loaded model has hidden size {expect_hidden_size}.")

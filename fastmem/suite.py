@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import BindingError, SuiteError
+from .probes import TRAIN_UNSEEN_CONTEXTS, UNSEEN_CONTEXTS
 from .prompts import SlottedPrompt, render, template_fields, unrelated_prompt
 
 MAX_SUITE_BYTES = 5 * 1024 * 1024
@@ -58,6 +59,19 @@ class ExperimentSpec(BaseModel):
         return v
 
 
+class ParaphraseSpec(BaseModel):
+    """A question form the calibration never sees, read against every experiment's bindings."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9_]+$")
+    read: str  # e.g. "Question: what does {word} mean in {context}? Answer:"
+
+    @field_validator("read")
+    @classmethod
+    def _template(cls, v):
+        return ExperimentSpec._template(v)
+
+
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "suite"
@@ -66,6 +80,9 @@ class Suite(BaseModel):
     train_unrelated: list[str] = Field(default_factory=list)  # negatives for training/calibration
     words: list[WordSpec] = Field(min_length=1)
     experiments: list[ExperimentSpec] = Field(min_length=1)
+    paraphrases: list[ParaphraseSpec] = Field(default_factory=list)
+    unseen_contexts: list[str] = Field(default_factory=lambda: list(UNSEEN_CONTEXTS))  # benchmark only
+    train_unseen_contexts: list[str] = Field(default_factory=lambda: list(TRAIN_UNSEEN_CONTEXTS))  # calibration
 
     @field_validator("plain")
     @classmethod
@@ -89,6 +106,13 @@ class Suite(BaseModel):
             raise ValueError("experiment names must be unique")
         for q in self.unrelated + self.train_unrelated:
             unrelated_prompt(q)  # raises BindingError (a ValueError would be nicer) when no word
+        written = {c for e in self.experiments for c in e.contexts}
+        if written & set(self.unseen_contexts + self.train_unseen_contexts):
+            raise ValueError(f"unseen contexts must not be written contexts: {sorted(written & set(self.unseen_contexts + self.train_unseen_contexts))}")
+        if set(self.unseen_contexts) & set(self.train_unseen_contexts):
+            raise ValueError("unseen_contexts (test) and train_unseen_contexts (calibration) must be disjoint")
+        if len({p.name for p in self.paraphrases}) != len(self.paraphrases):
+            raise ValueError("paraphrase names must be unique")
         return self
 
     def split(self, split: str) -> list[WordSpec]:
@@ -218,6 +242,13 @@ TRAIN_UNRELATED = [
     "Question: what do cats chase? Answer:", "Question: what is the capital of Russia? Answer:",
     "Question: what instrument has keys? Answer:", "Question: what season is the coldest? Answer:",
 ]
+# Question forms calibration never sees: the context after the word, a completion, other wordings.
+PARAPHRASES = [
+    ("context_after", "Question: what does {word} mean in {context}? Answer:"),
+    ("completion", "In {context}, the meaning of {word} is"),
+    ("short_qa", "Q: In {context}, what does {word} mean? A:"),
+    ("word_first", "The word {word} in {context} means"),
+]
 EXPERIMENTS = [
     ("same game A/B", ["game A", "game B"], True),
     ("new game C/D", ["game C", "game D"], False),
@@ -252,7 +283,7 @@ def make_builtin_suite(n_train: int = 128, n_test: int = 64, seed: int = 0) -> S
                                   read="Question: in {context}, what is {word}? Answer:", train=train)
                    for name, ctx, train in EXPERIMENTS]
     return Suite(name="builtin", unrelated=UNRELATED, train_unrelated=TRAIN_UNRELATED, words=words,
-                 experiments=experiments)
+                 experiments=experiments, paraphrases=[ParaphraseSpec(name=n, read=r) for n, r in PARAPHRASES])
 
 
 def suite_json(suite: Suite) -> str:

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from fastmem.bench import METRICS, format_table, rows_to_csv, run_bench
+from fastmem.bench import METRICS, rows_to_csv, run_bench
+from fastmem.report import format_table
 from fastmem.calibrate import calibrate
 from fastmem.retrieval import MODES
 from fastmem.suite import make_builtin_suite
@@ -43,15 +44,22 @@ def test_run_bench_rows_for_every_experiment_mode_metric(neox, small_suite, cali
     rows, timing = run_bench(neox, small_suite, cal, geometry, modes=MODES, words_per_experiment=WORDS,
                              progress=lambda done, total: progress.append((done, total)))
     experiments = [e.name for e in small_suite.experiments]
+    metrics = METRICS + tuple(f"paraphrase:{p.name}" for p in small_suite.paraphrases)
     keys = [(r.experiment, r.mode, r.metric) for r in rows]
-    assert len(keys) == len(set(keys)) == len(experiments) * len(MODES) * len(METRICS)
-    assert set(keys) == {(e, m, k) for e in experiments for m in MODES for k in METRICS}
+    assert len(keys) == len(set(keys)) == len(experiments) * len(MODES) * len(metrics)
+    assert set(keys) == {(e, m, k) for e in experiments for m in MODES for k in metrics}
     n_unrelated = len(small_suite.unrelated)
+    n_wrong = 2 * (len(experiments) - 1) + len(small_suite.unseen_contexts)  # other experiments' + unused contexts
     for r in rows:
-        expected_n = {"write": 2 * WORDS, "read": 2 * WORDS, "plain": WORDS}.get(r.metric, n_unrelated)
-        assert r.n == expected_n and 0 <= r.hits <= r.n
-        assert r.rate == r.hits / r.n
-        assert 0.0 <= r.ci_low <= r.rate <= r.ci_high <= 1.0, r
+        expected_n = {"write": 2 * WORDS, "read": 2 * WORDS, "plain": WORDS, "wrong_context": WORDS * n_wrong,
+                      "lookalike": 3 * WORDS}.get(r.metric, 2 * WORDS if r.metric.startswith("paraphrase:")
+                                                  else n_unrelated)
+        if r.metric == "kept":  # only the fact prompts this (random) model answers right
+            expected_n = r.n
+        assert r.n == expected_n and 0 <= r.hits <= r.n, r
+        if r.n:
+            assert r.rate == r.hits / r.n
+            assert 0.0 <= r.ci_low <= r.rate <= r.ci_high <= 1.0, r
         assert r.model == neox.name and r.key_layer == cal.key_layer
     for r in rows:
         if r.mode == "none" and r.metric == "unchanged":

@@ -1,0 +1,93 @@
+"""Benchmark results in the post's layout: one row per (experiment, mode), one column per metric.
+
+Pure functions over benchmark rows (`fastmem.bench.Row` or dicts with the same fields). Metric names are
+taken from the rows themselves, in order of first appearance, so new metrics (`wrong_context`,
+`paraphrase:<form>`, …) need no change here; lower-is-better metrics come from `fastmem.bench.LOWER_IS_BETTER`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+
+import pandas as pd
+
+LOWER_MARK = "↓"
+FOOTNOTE = (f"Cell: rate [95% Wilson interval]; (x): the reference post's figure on Pythia-70M. "
+            f"{LOWER_MARK}: lower is better.")
+
+
+def lower_is_better() -> frozenset[str]:
+    from . import bench
+
+    return frozenset(getattr(bench, "LOWER_IS_BETTER", ()))
+
+
+def metric_title(metric: str, lower: frozenset[str] | None = None) -> str:
+    """The column title of a metric: its name, marked when lower is better."""
+    lower = lower_is_better() if lower is None else lower
+    return f"{metric} {LOWER_MARK}" if metric in lower else metric
+
+
+def _records(rows) -> list[dict]:
+    return [asdict(r) if is_dataclass(r) else dict(r) for r in rows]
+
+
+def _ordered(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+def cell(rec: dict, with_post: bool = True) -> str:
+    """'0.867 [0.80, 0.92] (0.805)': rate, 95% interval, the post's figure where it has one."""
+    text = f"{rec['rate']:.3f} [{rec['ci_low']:.2f}, {rec['ci_high']:.2f}]"
+    post = rec.get("post")
+    if with_post and post is not None and post == post:  # NaN-safe
+        text += f" ({post:.3f})"
+    return text
+
+
+def _settings(recs: list[dict]) -> tuple[str, str]:
+    alpha = _ordered(f"{r['alpha']:g}" for r in recs if r.get("alpha") is not None)
+    thr = _ordered("–" if r.get("threshold") is None else f"{r['threshold']:.2f}" for r in recs)
+    return "/".join(alpha) or "–", "/".join(thr) or "–"
+
+
+def pivot_frame(rows, with_post: bool = True) -> pd.DataFrame:
+    """One row per (experiment, mode) in order of first appearance; one text column per metric (marked
+    `↓` when lower is better), then alpha and threshold. A missing (experiment, mode, metric) is ''."""
+    recs = _records(rows)
+    lower = lower_is_better()
+    metrics = _ordered(r["metric"] for r in recs)
+    keys = _ordered((r["experiment"], r["mode"]) for r in recs)
+    by_key: dict[tuple, dict[str, dict]] = {}
+    for r in recs:
+        by_key.setdefault((r["experiment"], r["mode"]), {}).setdefault(r["metric"], r)
+    table = []
+    for exp, mode in keys:
+        cells = by_key[(exp, mode)]
+        line = {"experiment": exp, "mode": mode}
+        for metric in metrics:
+            line[metric_title(metric, lower)] = cell(cells[metric], with_post) if metric in cells else ""
+        line["α"], line["threshold"] = _settings(list(cells.values()))
+        table.append(line)
+    columns = ["experiment", "mode"] + [metric_title(m, lower) for m in metrics] + ["α", "threshold"]
+    return pd.DataFrame(table, columns=columns)
+
+
+def format_table(rows, with_post: bool = True, gap: int = 2) -> str:
+    """The pivot as plain text: every column as wide as its widest cell (header included) plus `gap`
+    spaces, so cells never run together; a footnote explains the cells and the marks."""
+    frame = pivot_frame(rows, with_post)
+    if frame.empty:
+        return "(no results)"
+    columns = list(frame.columns)
+    cells = [[str(v) for v in line] for line in frame.itertuples(index=False, name=None)]
+    widths = [max(len(c), *(len(line[j]) for line in cells)) for j, c in enumerate(columns)]
+    sep = " " * max(1, gap)
+
+    def fmt(values):
+        return sep.join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    lines = [fmt(columns), fmt(["-" * w for w in widths])] + [fmt(line) for line in cells]
+    return "\n".join(lines + ["", FOOTNOTE])
+
+
+__all__ = ["pivot_frame", "format_table", "metric_title", "lower_is_better", "cell", "FOOTNOTE"]

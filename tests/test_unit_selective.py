@@ -1,0 +1,217 @@
+"""Selectivity: token matching, the threshold-off rule, switched-off entries, memory files with token keys,
+and the new metrics on the tiny model, where a memory built to fire wrongly must score badly."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastmem.bench as bench_mod
+from fastmem import memory as memory_mod
+from fastmem.bench import run_bench
+from fastmem.calibrate import ModeSettings, calibrate, cache_key
+from fastmem.memory import MemoryBank, MemoryEntry
+from fastmem.metrics import LabelIndex, hit_mask, probe_set
+from fastmem.prompts import render
+from fastmem.retrieval import KeyGeometry, QueryKeys, match_tokens, retrieve
+from fastmem.suite import make_builtin_suite
+from test_unit_memory_retrieval import hand_bank, identity_geometry, query
+
+D = 8
+
+
+def e(i: int) -> torch.Tensor:
+    return torch.eye(D)[i]
+
+
+# -- token matching ------------------------------------------------------------------------------
+def match(query_tokens, entry_token_sets):
+    q = torch.stack(query_tokens).unsqueeze(0)
+    flat = torch.cat([torch.stack(t) for t in entry_token_sets])
+    owner = torch.repeat_interleave(torch.arange(len(entry_token_sets)),
+                                    torch.tensor([len(t) for t in entry_token_sets]))
+    return match_tokens(F.normalize(q, dim=-1), torch.ones(1, len(query_tokens), dtype=torch.bool),
+                        F.normalize(flat, dim=-1), owner, len(entry_token_sets))[0]
+
+
+def test_every_token_must_match_on_both_sides():
+    written = [[e(0), e(1)]]  # a two-token word
+    assert match([e(0), e(1)], written).item() == pytest.approx(1.0)
+    assert match([e(1), e(0)], written).item() == pytest.approx(1.0)  # a set: order-free
+    assert match([e(0), e(2)], written).item() == pytest.approx(0.0)  # same start, other end: a look-alike
+    assert match([e(0)], written).item() == pytest.approx(0.0)  # a written token left unmatched
+    assert match([e(0), e(1), e(2)], written).item() == pytest.approx(0.0)  # an extra token unmatched
+    close = F.normalize(e(1) + 0.2 * e(3), dim=0)
+    assert match([e(0), close], written).item() == pytest.approx(float(close[1]), abs=1e-5)  # the worst token
+
+
+def token_bank() -> MemoryBank:
+    """dax (tokens e0 e1) in game A (e4 e5) and in game B (e4 e6); wug (e2) in game A."""
+    bank = MemoryBank("tiny", D, 1, 1, 1, 1, token_layer=1)
+    for word, ctx, label, lid, wt, ct in (("dax", "game A", "red", 11, [e(0), e(1)], [e(4), e(5)]),
+                                          ("dax", "game B", "cat", 12, [e(0), e(1)], [e(4), e(6)]),
+                                          ("wug", "game A", "fish", 13, [e(2)], [e(4), e(5)])):
+        text = f"In {ctx}, {word} means"
+        bank.add(MemoryEntry(word, ctx, label, lid, text, (text.index(word), text.index(word) + len(word)),
+                             (3, 3 + len(ctx)), e(0), e(0), e(0), 10 * e(lid - 11),
+                             torch.stack(wt), torch.stack(ct)))
+    return bank
+
+
+def token_query(words, contexts):
+    def pad(sets):
+        t = max(len(s) for s in sets)
+        x = torch.zeros(len(sets), t, D)
+        m = torch.zeros(len(sets), t, dtype=torch.bool)
+        for i, s in enumerate(sets):
+            x[i, :len(s)] = torch.stack(s)
+            m[i, :len(s)] = True
+        return x, m
+    n = len(words)
+    return QueryKeys(torch.zeros(n, D), torch.zeros(n, D), torch.zeros(n, D), (None,) * n, pad(words), pad(contexts))
+
+
+def token_geometry() -> KeyGeometry:
+    zero = torch.zeros(D)
+    return KeyGeometry(None, zero, zero, zero, torch.ones(D))
+
+
+def test_token_match_answers_only_the_written_word_in_the_written_context():
+    bank, geo = token_bank(), token_geometry()
+    q = token_query([[e(0), e(1)], [e(0), e(1)], [e(0), e(1)], [e(0), e(3)], [e(0), e(1)]],
+                    [[e(4), e(5)], [e(4), e(6)], [e(4), e(7)], [e(4), e(5)], [e(2), e(3)]])
+    got = retrieve("token_match", q, bank, geo, threshold=0.5)
+    # written A, written B, never-written context, look-alike word, no context phrase
+    assert got.chosen.tolist() == [0, 1, -1, -1, -1]
+    assert got.best[0].item() == pytest.approx(1.0)
+
+
+def test_threshold_off_means_top1_among_positive_scores():
+    bank, geo = hand_bank(), identity_geometry()
+    q = query([e(3), e(0)])  # e3 is orthogonal to every key: all scores are exactly 0
+    got = retrieve("raw_both_top1", q, bank, geo, threshold=None)
+    assert got.best[0].item() == 0.0
+    assert got.chosen.tolist() == [-1, 0]
+    assert torch.equal(got.values[0], torch.zeros(D))
+    tq = token_query([[e(7)]], [[e(7)]])  # token_match with nothing in common: nothing injected
+    assert retrieve("token_match", tq, token_bank(), token_geometry(), threshold=None).chosen.tolist() == [-1]
+
+
+def test_switched_off_entries_are_never_retrieved_and_survive_a_file_round_trip():
+    bank, geo = token_bank(), token_geometry()
+    q = token_query([[e(0), e(1)]], [[e(4), e(5)]])
+    assert retrieve("token_match", q, bank, geo, threshold=0.5).chosen.tolist() == [0]
+    bank.set_enabled(0, False)
+    assert not bank.is_enabled(0) and bank.is_enabled(1)
+    assert retrieve("token_match", q, bank, geo, threshold=0.5).chosen.tolist() == [-1]
+    again, _ = MemoryBank.from_bytes(bank.to_bytes())
+    assert again.disabled == {("dax", "game A")}
+    assert retrieve("token_match", q, again, geo, threshold=0.5).chosen.tolist() == [-1]
+    bank.set_enabled(0, True)
+    assert retrieve("token_match", q, bank, geo, threshold=0.5).chosen.tolist() == [0]
+
+
+def test_memory_file_keeps_token_keys_exactly_and_reads_version_1():
+    bank = token_bank()
+    data = bank.to_bytes()
+    again, _ = MemoryBank.from_bytes(data)
+    assert again.token_layer == 1 and again.to_bytes() == data
+    for a, b in zip(bank.entries, again.entries):
+        assert torch.equal(a.word_tokens, b.word_tokens) and torch.equal(a.context_tokens, b.context_tokens)
+    old = hand_bank()  # a version-1 file: no token keys
+    meta = json.loads(memory_mod._read_header(old.to_bytes())["manifest"])
+    meta.pop("token_layer")
+    tensors = {f: old.stacked()[f] for f in memory_mod._TENSOR_FIELDS}
+    v1 = memory_mod._st_save(tensors, {"format": "fastmem-memory", "version": "1", "manifest": json.dumps(meta)})
+    loaded, _ = MemoryBank.from_bytes(v1)
+    assert loaded.token_layer == -1 and len(loaded) == 3 and loaded.entries[0].word_tokens is None
+
+
+def test_slot_lookup_follows_adds_and_removals():
+    bank = token_bank()
+    assert bank.find("dax", "game B") == 1 and bank.find("wug", "game A") == 2
+    bank.remove(0)
+    assert bank.find("dax", "game A") is None and bank.find("dax", "game B") == 0 and bank.find("wug", "game A") == 1
+
+
+# -- metrics -------------------------------------------------------------------------------------
+def test_hit_rules():
+    bank = token_bank()
+    labels = LabelIndex.of(bank)
+    p = render("Question: in {context}, what is {word}? Answer:", "dax", "game Z")
+    ids = torch.tensor([11, 13, 5])
+    base = torch.tensor([11, 7, 5])
+    wrong = probe_set("wrong_context", [p] * 3, ["dax"] * 3)
+    assert hit_mask(wrong, ids, base, labels, None).tolist() == [True, False, False]  # only dax's labels count
+    look = probe_set("lookalike", [p] * 3)
+    assert hit_mask(look, ids, base, labels, None).tolist() == [True, True, False]  # any label in memory
+    kept = probe_set("kept", [p] * 3, ["x"] * 3, [None] * 3)
+    assert hit_mask(kept, ids, base, labels, None).tolist() == [True, False, True]
+    read = probe_set("paraphrase:context_after", [p] * 3, ["red", "fish", "cat"])
+    lid = {"red": 11, "fish": 13, "cat": 12}.get
+    assert hit_mask(read, ids, base, labels, lid).tolist() == [True, True, False]
+
+
+@pytest.fixture(scope="module")
+def small_suite():
+    return make_builtin_suite(n_train=16, n_test=8)
+
+
+@pytest.fixture(scope="module")
+def calibrated(neox, small_suite):
+    return calibrate(neox, small_suite, value_steps=4, seed=0, show_progress=False)
+
+
+def by_metric(rows, mode):
+    return {r.metric: r for r in rows if r.mode == mode}
+
+
+def test_a_memory_that_fires_on_everything_scores_badly(neox, small_suite, calibrated, monkeypatch):
+    """raw_both_top1 with a huge alpha and no threshold fires on any question: the hard negatives must say so,
+    and the selective default must not."""
+    cal, geometry = calibrated
+    loud = cal.__class__(**{**cal.__dict__, "modes": {**cal.modes, "raw_both_top1": ModeSettings(200.0, None)}})
+    # every fact counts as answered right by the random model, so `kept` measures unchanged answers
+    monkeypatch.setattr(bench_mod, "answer_matches", lambda tok, i, a: True)
+    rows, _ = run_bench(neox, small_suite, loud, geometry, experiments=["same game A/B"],
+                        modes=["none", "raw_both_top1", "token_match"], words_per_experiment=4)
+    bad, good, none = by_metric(rows, "raw_both_top1"), by_metric(rows, "token_match"), by_metric(rows, "none")
+    assert bad["wrong_context"].rate >= 0.5 and bad["lookalike"].rate >= 0.5 and bad["plain"].rate >= 0.5
+    assert bad["kept"].n > 0 and bad["kept"].rate <= 0.5 and bad["unrelated"].rate >= 0.5
+    assert good["wrong_context"].rate <= 0.1 and good["lookalike"].rate <= 0.1 and good["plain"].rate == 0.0
+    assert good["kept"].rate >= 0.9
+    assert none["kept"].rate == 1.0 and none["wrong_context"].rate == 0.0
+    for metric in (m for m in none if m.startswith("paraphrase:")):  # nothing written is nothing read
+        assert none[metric].rate == 0.0 and none[metric].n == 8
+
+
+# -- calibration sees training data only ----------------------------------------------------------
+def test_calibration_never_sees_a_test_word_test_question_unseen_context_or_fact(neox, small_suite, monkeypatch):
+    from fastmem.probes import fact_pool
+
+    seen = []
+    real = neox.states
+
+    def spy(prompts, *args, **kwargs):
+        seen.extend(p.text for p in prompts)
+        return real(prompts, *args, **kwargs)
+
+    monkeypatch.setattr(neox, "states", spy)
+    suite = small_suite.model_copy(update={"train_unrelated": []})  # no training negatives: no fallback to test
+    calibrate(neox, suite, value_steps=2, seed=0, show_progress=False)
+    assert seen
+    text = "\n".join(seen)
+    words = set(text.replace(",", " ").replace("?", " ").split())
+    assert not words & {w.word for w in suite.split("test")}
+    assert not set(seen) & set(suite.unrelated)
+    assert not set(seen) & {f.prompt for f in fact_pool()}
+    assert not any(c in text for c in suite.unseen_contexts)
+    assert not any(c in text for e in suite.experiments if not e.train for c in e.contexts)
+
+
+def test_calibration_cache_key_covers_what_calibration_reads(neox, small_suite):
+    key = cache_key(neox, small_suite, 8, 0)
+    assert cache_key(neox, small_suite.model_copy(update={"train_unseen_contexts": ["game P", "club W"]}), 8, 0) != key
+    assert cache_key(neox, small_suite.model_copy(update={"train_unrelated": []}), 8, 0) != key
+    assert cache_key(neox, small_suite, 8, 1) != key and cache_key(neox, small_suite, 4, 0) != key
+    assert cache_key(neox, small_suite.model_copy(update={"unrelated": ["Question: why? Answer:"]}), 8, 0) == key
