@@ -4,9 +4,9 @@ from .errors import (BindingError, FastmemError, LabelError, MemoryFileError, Mo
 from .lab import AskResult, Lab, WriteResult
 from .lm import FrozenLM
 from .memory import MemoryBank, MemoryEntry
-from .retrieval import MODES
+from .retrieval import DEFAULT_MODE, MODES
 from .suite import Suite, load_suite
 
-__all__ = ["Lab", "AskResult", "WriteResult", "FrozenLM", "MemoryBank", "MemoryEntry", "MODES", "Suite",
+__all__ = ["Lab", "AskResult", "WriteResult", "FrozenLM", "MemoryBank", "MemoryEntry", "MODES", "DEFAULT_MODE", "Suite",
            "load_suite", "FastmemError", "ModelLoadError", "BindingError", "LabelError", "SettingsError",
            "MemoryFileError", "SuiteError"]

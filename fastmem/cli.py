@@ -101,6 +101,18 @@ def cmd_scale(args) -> int:
     return 0
 
 
+def cmd_curve(args) -> int:
+    from .curve import format_curve, operating_curve
+
+    lm, suite, cal, geometry = _setup(args)
+    points = operating_curve(lm, suite, cal, geometry, args.experiment, args.mode, args.words)
+    s = cal.settings(args.mode)
+    print(f"\n{lm.name}, seed {args.seed}, {args.experiment}, mode {args.mode} (alpha {s.alpha:g}, calibrated "
+          f"threshold {s.threshold}), test words: {args.words or 'all'}")
+    print(format_curve(points))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastmem", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +131,12 @@ def main(argv=None) -> int:
     scale.add_argument("--mode", default="token_match", choices=MODES)
     scale.add_argument("--json", default=None, help="JSON file for the points and timings")
     scale.set_defaults(func=cmd_scale)
+    curve = sub.add_parser("curve", help="Read against false fires as the threshold moves (one experiment)")
+    _common(curve)
+    curve.add_argument("--experiment", default="new lab north/south")
+    curve.add_argument("--mode", default="token_match", choices=MODES)
+    curve.add_argument("--words", type=int, default=None)
+    curve.set_defaults(func=cmd_curve)
     sweep = sub.add_parser("sweep", help="choose layers, alpha and threshold per mode on training words")
     _common(sweep)
     sweep.set_defaults(func=cmd_sweep)

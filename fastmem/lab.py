@@ -234,6 +234,13 @@ class Lab:
         base, new = self.lm.continuations(result.prompt.text, firsts, min(int(max_new_tokens), 32))
         return _with(result, base_generation=self.lm.tokenizer.decode(base), generation=self.lm.tokenizer.decode(new))
 
+    def run_experiment(self, suite: Suite, experiment: str, n_words: int, mode: str = DEFAULT_MODE) -> list:
+        """One experiment of a suite, binding by binding, in a scratch memory (`fastmem.experiment`)."""
+        from .experiment import run_experiment
+
+        check_mode(mode)
+        return run_experiment(self, suite, experiment, n_words, mode)
+
     def _label_id(self, label: str) -> int:
         """The label's single token id; the unknown token and special tokens are not labels."""
         lid = self.lm.label_token(label)

@@ -45,7 +45,7 @@ def cpu_check(repeats: int = 40) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--mode", default="dual_key")
+    ap.add_argument("--mode", default="token_match")
     ap.add_argument("--questions", type=int, default=24)
     ap.add_argument("--tokens", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)

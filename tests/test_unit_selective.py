@@ -83,7 +83,7 @@ def test_token_match_answers_only_the_written_word_in_the_written_context():
     got = retrieve("token_match", q, bank, geo, threshold=0.5)
     # written A, written B, never-written context, look-alike word, no context phrase
     assert got.chosen.tolist() == [0, 1, -1, -1, -1]
-    assert got.best[0].item() == pytest.approx(1.0)
+    assert got.best[0].item() == pytest.approx(1.0, abs=2e-3)  # + the 0.001 context tie-break
 
 
 def test_threshold_off_means_top1_among_positive_scores():
@@ -215,3 +215,22 @@ def test_calibration_cache_key_covers_what_calibration_reads(neox, small_suite):
     assert cache_key(neox, small_suite.model_copy(update={"train_unrelated": []}), 8, 0) != key
     assert cache_key(neox, small_suite, 8, 1) != key and cache_key(neox, small_suite, 4, 0) != key
     assert cache_key(neox, small_suite.model_copy(update={"unrelated": ["Question: why? Answer:"]}), 8, 0) == key
+
+
+def test_a_version_1_file_is_re_keyed_on_import_and_answers_the_same(tiny_lab):
+    bank = tiny_lab.new_memory()
+    tiny_lab.write(bank, [("dax", "game A", "red"), ("dax", "game B", "blue")])
+    meta = json.loads(memory_mod._read_header(bank.to_bytes())["manifest"])
+    meta.pop("token_layer")
+    meta["entries"] = [{k: v for k, v in e.items() if not k.endswith("_count")} for e in meta["entries"]]
+    tensors = {f: bank.stacked()[f] for f in memory_mod._TENSOR_FIELDS}
+    v1 = memory_mod._st_save(tensors, {"format": "fastmem-memory", "version": "1", "manifest": json.dumps(meta)})
+    again = tiny_lab.import_memory(v1)
+    assert again.token_layer == tiny_lab.calibration.token_layer
+    for a, b in zip(bank.entries, again.entries):
+        torch.testing.assert_close(a.word_tokens, b.word_tokens)
+        torch.testing.assert_close(a.context_tokens, b.context_tokens)
+        assert torch.equal(a.value, b.value)
+    for ctx in ("game A", "game B", "game Z"):
+        q = tiny_lab.question("dax", ctx)
+        assert tiny_lab.ask(again, q).chosen == tiny_lab.ask(bank, q).chosen

@@ -1,0 +1,64 @@
+"""Operating points: Read (and the paraphrases) against false fires as the threshold moves, on one
+experiment's test probes. It shows where a mode's selectivity stops; calibration never uses it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .bench import experiment_probes
+from .calibrate import Calibration, empty_bank
+from .engine import inject, make_entries, prompt_states
+from .lm import FrozenLM
+from .metrics import PARAPHRASE, LabelIndex, hit_mask
+from .retrieval import KeyGeometry, QueryKeys, retrieve
+from .suite import Suite
+
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(2, 20))
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    threshold: float
+    read: float
+    paraphrase: float  # mean over the paraphrase forms
+    wrong_context: float
+    lookalike: float
+    plain: float
+
+
+def operating_curve(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometry, experiment: str,
+                    mode: str, words: int | None = None, thresholds=THRESHOLDS) -> list[OperatingPoint]:
+    exp = suite.experiment(experiment)
+    test = suite.split("test")[:words] if words else suite.split("test")
+    binds, sets = experiment_probes(lm, suite, exp, test, cal.seed)
+    bank = empty_bank(lm, cal)
+    write = prompt_states(lm, bank, [b.write for b in binds])
+    for entry in make_entries(lm, bank, write, [b.word for b in binds], [b.context for b in binds],
+                              [b.label for b in binds], [b.write for b in binds]):
+        bank.add(entry)
+    alpha, labels, unembedding = cal.settings(mode).alpha, LabelIndex.of(bank), lm.unembedding.detach().float().cpu()
+    scored = []
+    for s in (s for s in sets if s.metric != "write"):
+        states = prompt_states(lm, bank, list(s.prompts))
+        got = retrieve(mode, QueryKeys.from_states(states, bank, s.contexts), bank, geometry, None)
+        base = lm.logits(states.final)
+        scored.append((s, got, base, got.values @ unembedding.T))
+    points = []
+    for t in thresholds:
+        rates = {}
+        for s, got, base, delta in scored:
+            ids = inject(base, delta, (got.chosen >= 0) & (got.best >= t), alpha).argmax(-1)
+            rates[s.metric] = hit_mask(s, ids, base.argmax(-1), labels, lm.label_token).float().mean().item()
+        para = [v for k, v in rates.items() if k.startswith(PARAPHRASE)]
+        points.append(OperatingPoint(t, rates["read"], sum(para) / max(1, len(para)), rates["wrong_context"],
+                                     rates["lookalike"], rates["plain"]))
+    return points
+
+
+def format_curve(points: list[OperatingPoint]) -> str:
+    lines = ["| threshold | read | paraphrases (mean) | wrong context ↓ | lookalike ↓ | plain ↓ |", "|---|---|---|---|---|---|"]
+    lines += [f"| {p.threshold:.2f} | {p.read:.3f} | {p.paraphrase:.3f} | {p.wrong_context:.3f} | {p.lookalike:.3f} "
+              f"| {p.plain:.3f} |" for p in points]
+    return "\n".join(lines)
+
+
+__all__ = ["OperatingPoint", "operating_curve", "format_curve"]

@@ -1,0 +1,96 @@
+"""Markdown tables for the README from the benchmark's and the scale command's JSON output.
+
+    python -m fastmem bench --model smollm2 --json results.json
+    python -m fastmem scale --model smollm2 --sizes 100 1000 10000 --json scale.json
+    python scripts/readme_tables.py results.json [--scale scale.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fastmem.metrics import lower_is_better
+
+SELECTIVITY = ("wrong_context", "lookalike", "kept")
+
+
+def _cell(r: dict, intervals: bool) -> str:
+    if not r["n"]:
+        return "–"
+    text = f"{r['rate']:.3f}"
+    if intervals:
+        text += f" [{r['ci_low']:.2f},{r['ci_high']:.2f}]"
+    if r.get("post") is not None:
+        text += f" ({r['post']:.3f})"
+    return text
+
+
+def _title(metric: str) -> str:
+    name = metric.replace("paraphrase:", "para: ").replace("_", " ")
+    return name + (" ↓" if lower_is_better(metric) else "")
+
+
+def bench_tables(rows: list[dict], modes: list[str] | None = None) -> str:
+    experiments = list(dict.fromkeys(r["experiment"] for r in rows))
+    modes = modes or list(dict.fromkeys(r["mode"] for r in rows))
+    paraphrases = sorted({r["metric"] for r in rows if r["metric"].startswith("paraphrase:")})
+    tables = [("The post's metrics", ["write", "read", "plain", "unrelated", "unchanged"]),
+              ("Selectivity and paraphrases", list(SELECTIVITY) + paraphrases)]
+    out = []
+    for title, metrics in tables:
+        out.append(f"**{title}**\n")
+        out.append("| experiment | mode | " + " | ".join(_title(m) for m in metrics) + " | α / thr |")
+        out.append("|---|---|" + "---|" * (len(metrics) + 1))
+        for exp in experiments:
+            for mode in modes:
+                got = {r["metric"]: r for r in rows if r["experiment"] == exp and r["mode"] == mode}
+                if not got:
+                    continue
+                first = next(iter(got.values()))
+                thr = "off" if first["threshold"] is None else f"{first['threshold']:.2f}"
+                cells = [_cell(got[m], m in ("read", "wrong_context", "lookalike") or m.startswith("paraphrase:"))
+                         if m in got else "–" for m in metrics]
+                out.append(f"| {exp} | {mode} | " + " | ".join(cells) + f" | {first['alpha']:g} / {thr} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def scale_table(data: dict) -> str:
+    points, timings = data["points"], data["timings"]
+    metrics = list(dict.fromkeys(p["metric"] for p in points))
+    out = ["| bindings | " + " | ".join(_title(m) for m in metrics) + " | write s / binding | retrieval ms / question |",
+           "|---|" + "---|" * (len(metrics) + 2)]
+    for t in timings:
+        cells = []
+        for m in metrics:
+            p = next(p for p in points if p["size"] == t["size"] and p["metric"] == m)
+            cells.append(f"{p['rate']:.3f} [{p['ci_low']:.2f},{p['ci_high']:.2f}] (n={p['n']})")
+        out.append(f"| {t['size']:,} | " + " | ".join(cells)
+                   + f" | {t['write_s_per_binding']:.4f} | {t['retrieval_ms']:.2f} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bench_json", nargs="?")
+    ap.add_argument("--scale", default=None)
+    ap.add_argument("--modes", nargs="+", default=None)
+    args = ap.parse_args()
+    if args.bench_json:
+        data = json.loads(Path(args.bench_json).read_text())
+        print(bench_tables(data["rows"], args.modes))
+        if "calibration" in data:
+            c = data["calibration"]
+            print(f"Calibration: token layer {c.get('token_layer')}, key layer {c['key_layer']}, symbol layer "
+                  f"{c['symbol_layer']}, context layer {c['context_layer']}, value steps {c['value_steps']}, "
+                  f"seed {c['seed']}.")
+        if "timing" in data:
+            t = data["timing"]
+            print(f"Forward passes {t['forward_passes']}; wall {t['total_s']:.0f} s (forward {t['forward_s']:.0f} s).")
+    if args.scale:
+        print(scale_table(json.loads(Path(args.scale).read_text())))
+
+
+if __name__ == "__main__":
+    main()

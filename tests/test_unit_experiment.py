@@ -1,0 +1,21 @@
+"""The Experiments page's library call: per-binding results under the benchmark's read rule."""
+from fastmem.experiment import run_experiment
+
+
+def test_run_experiment_scores_each_binding_with_the_benchmark_rule(tiny_lab):
+    got = tiny_lab.run_experiment(tiny_lab.suite, "same game A/B", 3, "token_match")
+    assert [(r.word, r.context) for r in got] == [(w.word, c) for w in tiny_lab.suite.split("test")[:3]
+                                                  for c in ("game A", "game B")]
+    for r in got:
+        label_text = tiny_lab.lm.tokenizer.decode([tiny_lab.lm.label_token(r.label)])
+        assert r.ok == (r.answer == label_text)  # the label token itself, not a stripped look-alike string
+        assert r.note
+        if r.retrieved == "nothing":
+            assert r.margin is None
+    assert any(r.ok for r in got)
+
+
+def test_run_experiment_with_memory_off_fails_every_binding(tiny_lab):
+    got = run_experiment(tiny_lab, tiny_lab.suite, "same game A/B", 2, "none")
+    assert got and not any(r.ok for r in got)
+    assert all(r.retrieved == "nothing" and "memory off" in r.note for r in got)
