@@ -331,14 +331,15 @@ def explain(bank: MemoryBank, prompt: SlottedPrompt, mode: str, scores: torch.Te
         if mode == "context_gate":
             return f"No entry of context {prompt.context!r} in memory (oracle gate): nothing injected."
         return "Every entry is switched off: nothing injected."
-    order = scores.masked_fill(~live, float("-inf")).argsort(descending=True)
-    top = int(order[0])
+    order = [int(i) for i in scores.masked_fill(~live, float("-inf")).argsort(descending=True)]
+    top = chosen if chosen >= 0 else order[0]  # token_match chooses by both matches, not the score alone
     e, best = bank.entries[top], float(scores[top])
     closest = f"'{e.word}' in '{e.context}'"
     runner = ""
-    if len(order) > 1 and torch.isfinite(scores[order[1]]):
-        o = bank.entries[int(order[1])]
-        runner = f"; runner-up '{o.word}' in '{o.context}' scores {float(scores[order[1]]):.2f}"
+    others = [i for i in order if i != top and torch.isfinite(scores[i])]
+    if others:
+        o = bank.entries[others[0]]
+        runner = f"; runner-up '{o.word}' in '{o.context}' scores {float(scores[others[0]]):.2f}"
     if chosen >= 0:
         gate = f">= threshold {threshold:.2f}" if threshold is not None else "> 0, no threshold"
         return f"Asked {asked}. Top-1 is {closest} -> '{e.label}' (score {best:.2f} {gate}){runner}."

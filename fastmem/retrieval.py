@@ -10,7 +10,8 @@ Modes (see README):
                  relative to a context-free baseline (see README for why)
 - token_match    the selective default: every token of the written word and of its context must find a
                  close match among the question's word and context tokens (and vice versa); early-layer
-                 token states, standardised; score = min(word match, context match)
+                 token states, standardised; score = min(word match, context match); the entry chosen is
+                 the one with the best product of the two (both count), injected if its score passes
 
 With the threshold off, an entry is injected only when its score is above 0: a question that matches
 nothing never gets the first entry's value by default.
@@ -33,7 +34,6 @@ from .projector import KeyProjector
 MODES = ("none", "both_top1", "context_gate", "raw_both_top1", "average", "dual_key", "token_match")
 NEEDS_PROJECTOR = ("both_top1", "context_gate", "average")
 DEFAULT_MODE = "token_match"
-TIE_BREAK = 1e-3
 QUERY_CHUNK = 64  # token matching scores this many questions at a time (bounded memory at 100k entries)
 
 
@@ -135,7 +135,8 @@ def score_entries(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGe
         return _unit(query.key) @ bank.cached("raw", lambda s: _unit(s["key"])).T
     g = geometry.identity
     if mode == "token_match":
-        return _token_match_scores(query, bank, geometry)
+        word, context = token_match_parts(query, bank, geometry)
+        return torch.minimum(word, context)
     if mode == "dual_key":
         sym_base, ctx_base = geometry.symbol_baseline, geometry.context_baseline
         symbol = _unit(query.symbol - sym_base) @ bank.cached(
@@ -158,12 +159,22 @@ def score_entries(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGe
 def retrieve(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGeometry,
              threshold: float | None = None) -> Retrieved:
     threshold = check_threshold(threshold)
-    scores = score_entries(mode, query, bank, geometry)
+    rank = None
+    if mode == "token_match" and len(bank):  # rank by both matches (product), gate by the weaker one (the score)
+        word, context = token_match_parts(query, bank, geometry)
+        scores, rank = torch.minimum(word, context), word.clamp(min=0) * context.clamp(min=0)
+    else:
+        scores = score_entries(mode, query, bank, geometry)
     n, d = query.key.shape[0], bank.hidden_size
     if scores.shape[1] == 0:
         return Retrieved(scores, torch.full((n,), -1), torch.full((n,), float("-inf")), torch.zeros(n, d))
-    scores = scores.masked_fill(~bank.stacked()["enabled"].unsqueeze(0), float("-inf"))  # switched-off entries
-    best, chosen = scores.max(dim=1)
+    enabled = bank.stacked()["enabled"].unsqueeze(0)
+    scores = scores.masked_fill(~enabled, float("-inf"))  # switched-off entries
+    if rank is None:
+        best, chosen = scores.max(dim=1)
+    else:
+        chosen = rank.masked_fill(~enabled, -1.0).argmax(dim=1)
+        best = scores.gather(1, chosen.unsqueeze(1)).squeeze(1)
     # Threshold off = top-1 among positive scores: a score of 0 (or less) never injects.
     off = (best <= 0) | torch.isinf(best) if threshold is None else (best < threshold) | torch.isinf(best)
     chosen = chosen.masked_fill(off, -1)
@@ -193,21 +204,40 @@ def match_tokens(query: torch.Tensor, query_mask: torch.Tensor, flat: torch.Tens
     return torch.minimum(entry_side, query_side)
 
 
-def _token_match_scores(query: QueryKeys, bank: MemoryBank, geometry: KeyGeometry) -> torch.Tensor:
+def token_match_parts(query: QueryKeys, bank: MemoryBank, geometry: KeyGeometry) -> tuple[torch.Tensor, torch.Tensor]:
+    """(word match, context match), each [N, M]."""
     if bank.token_layer < 0:
         raise SettingsError("This memory has no token keys (a version-1 file): re-key it with Lab.import_memory.")
     if query.word_tokens is None or query.context_tokens is None:
         raise SettingsError("Mode token_match needs the question's token states at the memory's token layer.")
     g, m = geometry.identity, len(bank)
-    entries = {f: (bank.cached(f"{f}:{g}", lambda s, f=f: geometry.standardise(s[f])), bank.stacked()[f + "_owner"])
-               for f in ("word_tokens", "context_tokens")}
-    out = []
+    words = (bank.cached(f"word_tokens:{g}", lambda s: geometry.standardise(s["word_tokens"])),
+             bank.stacked()["word_tokens_owner"])
+    contexts, context_of = bank.cached(f"unique_contexts:{g}", lambda s: _unique_contexts(bank, geometry))
+    word_parts, context_parts = [], []
     for start in range(0, query.key.shape[0], QUERY_CHUNK):
         part = slice(start, start + QUERY_CHUNK)
-        word, context = (match_tokens(geometry.standardise(states[part]), mask[part], *entries[f], m)
-                         for f, (states, mask) in (("word_tokens", query.word_tokens),
-                                                   ("context_tokens", query.context_tokens)))
-        # The weaker of the two matches; when the word is the weaker for both contexts of a word, the
-        # tiny context term still ranks the asked context first (it never moves a score by more than 0.001).
-        out.append(torch.minimum(word, context) + TIE_BREAK * context)
-    return torch.cat(out) if out else torch.zeros(0, m)
+        word_parts.append(match_tokens(geometry.standardise(query.word_tokens[0][part]), query.word_tokens[1][part],
+                                       *words, m))
+        context_parts.append(match_tokens(geometry.standardise(query.context_tokens[0][part]),
+                                          query.context_tokens[1][part], *contexts,
+                                          len(context_of) and int(context_of.max()) + 1)[:, context_of])
+    if not word_parts:
+        return torch.zeros(0, m), torch.zeros(0, m)
+    return torch.cat(word_parts), torch.cat(context_parts)
+
+
+def _unique_contexts(bank: MemoryBank, geometry: KeyGeometry):
+    """Context token keys scored once per distinct context state: every entry written in the same context
+    with the same statement has the very same context states (they precede the word in a causal model)."""
+    index: dict[bytes, int] = {}
+    context_of, rows, owner = [], [], []
+    for e in bank.entries:
+        key = e.context_tokens.numpy().tobytes()
+        if key not in index:
+            index[key] = len(index)
+            rows.append(e.context_tokens)
+            owner += [index[key]] * len(e.context_tokens)
+        context_of.append(index[key])
+    flat = torch.cat(rows) if rows else torch.zeros(0, bank.hidden_size)
+    return (geometry.standardise(flat), torch.tensor(owner, dtype=torch.long)), torch.tensor(context_of, dtype=torch.long)
