@@ -34,7 +34,8 @@ from .projector import KeyProjector
 MODES = ("none", "both_top1", "context_gate", "raw_both_top1", "average", "dual_key", "token_match")
 NEEDS_PROJECTOR = ("both_top1", "context_gate", "average")
 DEFAULT_MODE = "token_match"
-QUERY_CHUNK = 64  # token matching scores this many questions at a time (bounded memory at 100k entries)
+QUERY_CHUNK = 64
+PRUNE_ABOVE, PRUNE_KEEP = 2048, 256  # above 2,048 entries, exact word matching runs on a 256-entry shortlist  # token matching scores this many questions at a time (bounded memory at 100k entries)
 
 
 @dataclass(frozen=True)
@@ -215,16 +216,40 @@ def token_match_parts(query: QueryKeys, bank: MemoryBank, geometry: KeyGeometry)
              bank.stacked()["word_tokens_owner"])
     contexts, context_of = bank.cached(f"unique_contexts:{g}", lambda s: _unique_contexts(bank, geometry))
     word_parts, context_parts = [], []
+    n_contexts = len(context_of) and int(context_of.max()) + 1
     for start in range(0, query.key.shape[0], QUERY_CHUNK):
         part = slice(start, start + QUERY_CHUNK)
-        word_parts.append(match_tokens(geometry.standardise(query.word_tokens[0][part]), query.word_tokens[1][part],
-                                       *words, m))
+        q_words, q_mask = geometry.standardise(query.word_tokens[0][part]), query.word_tokens[1][part]
+        if m > PRUNE_ABOVE:
+            word_parts.append(_pruned_word_match(q_words, q_mask, bank, geometry, words))
+        else:
+            word_parts.append(match_tokens(q_words, q_mask, *words, m))
         context_parts.append(match_tokens(geometry.standardise(query.context_tokens[0][part]),
-                                          query.context_tokens[1][part], *contexts,
-                                          len(context_of) and int(context_of.max()) + 1)[:, context_of])
+                                          query.context_tokens[1][part], *contexts, n_contexts)[:, context_of])
     if not word_parts:
         return torch.zeros(0, m), torch.zeros(0, m)
     return torch.cat(word_parts), torch.cat(context_parts)
+
+
+def _pruned_word_match(q_words: torch.Tensor, q_mask: torch.Tensor, bank: MemoryBank, geometry: KeyGeometry,
+                       words: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Word match for a large memory: a shortlist of the PRUNE_KEEP entries whose mean word-token direction is
+    closest, then the exact token match on those only; entries left out score -1 (the floor of the match)."""
+    flat, owner = words
+    m = len(bank)
+    summary = bank.cached(f"word_summary:{geometry.identity}", lambda s: _unit(
+        torch.zeros(m, flat.shape[1]).index_add_(0, owner, flat)))
+    counts = bank.cached("word_token_counts", lambda s: torch.bincount(owner, minlength=m))
+    starts = counts.cumsum(0) - counts
+    q_summary = _unit((q_words * q_mask.unsqueeze(-1)).sum(1))
+    shortlist = (q_summary @ summary.T).topk(min(PRUNE_KEEP, m), dim=1).indices  # [N, K]
+    out = torch.full((q_words.shape[0], m), -1.0)
+    for row, picked in enumerate(shortlist):
+        c = counts[picked]
+        rows = torch.repeat_interleave(starts[picked] - (c.cumsum(0) - c), c) + torch.arange(int(c.sum()))
+        local = torch.repeat_interleave(torch.arange(len(picked)), c)
+        out[row, picked] = match_tokens(q_words[row:row + 1], q_mask[row:row + 1], flat[rows], local, len(picked))[0]
+    return out
 
 
 def _unique_contexts(bank: MemoryBank, geometry: KeyGeometry):

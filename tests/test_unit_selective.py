@@ -250,3 +250,28 @@ def test_the_entry_is_chosen_by_both_matches_and_gated_by_the_weaker():
     assert got.chosen.tolist() == [0]  # game A, although dax/game B's word match is a hair higher
     assert got.best[0].item() == pytest.approx(min(float(F.normalize(word, dim=0) @ e(0)), 1.0), abs=1e-4)
     assert retrieve("token_match", q, bank, geo, threshold=0.95).chosen.tolist() == [-1]  # the weak word gates it
+
+
+def test_a_large_memory_shortlists_words_and_chooses_as_the_exact_match_does(monkeypatch):
+    import fastmem.retrieval as retrieval
+
+    g = torch.Generator().manual_seed(0)
+    d, m = 16, retrieval.PRUNE_ABOVE + 500
+    vocab = torch.randn(400, d, generator=g)
+    contexts = [torch.randn(2, d, generator=g) for _ in range(2)]
+    bank = MemoryBank("s", d, 1, 1, 1, 1, token_layer=1)
+    bank.entries = [MemoryEntry(f"w{i}", f"c{i % 2}", "red", 5, "In c, w means", (8, 9), (3, 4), *[torch.zeros(d)] * 4,
+                                vocab[torch.randint(0, 400, (3,), generator=g)], contexts[i % 2]) for i in range(m)]
+    geo = KeyGeometry(None, torch.zeros(d), torch.zeros(d), torch.zeros(d), torch.ones(d))
+    asked = list(range(0, m, 97))
+    words = torch.stack([bank.entries[i].word_tokens + 0.05 * torch.randn(3, d, generator=g) for i in asked])
+    q = QueryKeys(torch.zeros(len(asked), d), torch.zeros(len(asked), d), torch.zeros(len(asked), d),
+                  (None,) * len(asked), (words, torch.ones(len(asked), 3, dtype=torch.bool)),
+                  (torch.stack([contexts[i % 2] for i in asked]), torch.ones(len(asked), 2, dtype=torch.bool)))
+    pruned = retrieve("token_match", q, bank, geo, threshold=0.5)
+    monkeypatch.setattr(retrieval, "PRUNE_ABOVE", 10 ** 9)
+    bank._stacked = None
+    exact = retrieve("token_match", q, bank, geo, threshold=0.5)
+    assert torch.equal(pruned.chosen, exact.chosen) and pruned.chosen.tolist() == asked
+    torch.testing.assert_close(pruned.best, exact.best)
+    assert (pruned.scores >= -1.0).all() and (pruned.scores == -1.0).sum() > 0  # entries left off the shortlist
