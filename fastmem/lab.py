@@ -77,7 +77,9 @@ class Lab:
     def __init__(self, lm: FrozenLM, calibration: Calibration, geometry: KeyGeometry, suite: Suite | None = None):
         self.lm, self.calibration, self.geometry = lm, calibration, geometry
         self.suite = suite or load_suite()
-        self.question_forms = [e.read for e in self.suite.experiments] + [self.suite.plain, READ_TEMPLATE]
+        self.question_forms = list(dict.fromkeys([e.read for e in self.suite.experiments]
+                                                 + [p.read for p in self.suite.paraphrases]
+                                                 + [self.suite.plain, READ_TEMPLATE]))
 
     @classmethod
     def load(cls, model: str = "smollm2", device: str = "auto", suite: Suite | None = None, value_steps: int = 8,

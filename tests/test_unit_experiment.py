@@ -19,3 +19,11 @@ def test_run_experiment_with_memory_off_fails_every_binding(tiny_lab):
     got = run_experiment(tiny_lab, tiny_lab.suite, "same game A/B", 2, "none")
     assert got and not any(r.ok for r in got)
     assert all(r.retrieved == "nothing" and "memory off" in r.note for r in got)
+
+
+def test_typed_questions_in_paraphrase_forms_are_keyed_on_word_and_context(tiny_lab):
+    q = tiny_lab.parse_question("Question: what does blicket mean in game A? Answer:")
+    assert (q.word, q.context) == ("blicket", "game A")
+    assert q.text[q.context_span[0]:q.context_span[1]] == "game A"
+    q = tiny_lab.parse_question("In game B, the meaning of dax is")
+    assert (q.word, q.context) == ("dax", "game B")
