@@ -42,7 +42,7 @@ def run_session(lab, rows, barrier=None, rounds: int = 2):
         results = lab.write(bank, rows[r::rounds])
         out.append(tuple((w.word, w.context, w.label, w.status) for w in results))
         for word, context, _ in rows:
-            for mode in ("dual_key", "raw_both_top1"):
+            for mode in ("token_match", "dual_key", "raw_both_top1"):
                 got = lab.ask(bank, lab.parse_question(f"Question: in {context}, what is {word}? Answer:"), mode=mode)
                 out.append((mode, word, context, got.chosen, got.answer, got.base_answer, got.logits))
     return out, lab.export_memory(bank)
