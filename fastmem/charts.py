@@ -1,4 +1,9 @@
-"""Pure Altair chart builders for the app (no Streamlit here): plain data in, alt.Chart out."""
+"""Pure Altair chart builders for the app (no Streamlit here): plain data in, alt.Chart out.
+
+Readability rules: every category label is drawn (`labelOverlap=False`, a fixed step per bar), tokens and
+entries sit on the y axis of horizontal bars, and only the top-k retrieval entries are drawn, so a chart
+reads the same for 2 entries and for 10,000.
+"""
 from __future__ import annotations
 
 import math
@@ -7,71 +12,152 @@ from dataclasses import asdict, is_dataclass
 import altair as alt
 import pandas as pd
 
+BAR_STEP = 24  # pixels per bar: room for one label line
+LABEL_LIMIT = 360  # pixels before a long label is cut with an ellipsis
+STATUS_COLORS = {"chosen": "#2e9d5b", "top-1, not injected": "#8e44ad", "runner-up": "#e6a23c", "other": "#9aa5c4",
+                 "switched off": "#c8c8c8", "gated": "#e8e8e8"}
+
 
 def _finite(x) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
 
 
+def _band_axis(**kw) -> alt.Axis:
+    """A category axis that draws every label (no thinning) up to LABEL_LIMIT pixels."""
+    return alt.Axis(labelOverlap=False, labelLimit=LABEL_LIMIT, labelFontSize=12, **kw)
+
+
 def entry_label(word: str, context: str, label: str) -> str:
     return f"{word} · {context} → {label.replace(' ', '␣')}"
 
 
-def score_bars(entries: list[str], scores, chosen: int = -1, threshold: float | None = None) -> alt.Chart:
-    """Retrieval score of every memory entry for one question; the chosen entry is highlighted.
-    Gated-out entries (-inf) are drawn at 0 and marked 'gated'."""
-    data = pd.DataFrame({
-        "entry": entries,
-        "score": [_finite(s) if _finite(s) is not None else 0.0 for s in scores],
-        "status": ["chosen" if i == chosen else ("gated" if _finite(s) is None else "other")
-                   for i, s in enumerate(scores)],
-        "order": list(range(len(entries))),
-    })
+def top_k(scores, k: int, chosen: int = -1) -> list[int]:
+    """Indices of the k best scores (best first; -inf last), always including `chosen`."""
+    vals = [(_finite(s) if _finite(s) is not None else -math.inf) for s in scores]
+    order = sorted(range(len(vals)), key=lambda i: (-vals[i], i))[:max(1, k)]
+    if 0 <= chosen < len(vals) and chosen not in order:
+        order = order[:-1] + [chosen]
+    return order
+
+
+def _unique(labels: list[str]) -> list[str]:
+    """Make labels unique (a nominal axis would merge equal ones into one bar)."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
+def retrieval_summary(scores, chosen: int = -1) -> dict:
+    """The best entry, the runner-up and the margin between them (None where there is none)."""
+    order = top_k(scores, 2)
+    vals = [_finite(scores[i]) for i in order]
+    best = order[0] if order and vals and vals[0] is not None else None
+    runner = order[1] if len(order) > 1 and vals[1] is not None else None
+    margin = vals[0] - vals[1] if best is not None and runner is not None else None
+    return {"best": best, "runner_up": runner, "margin": margin, "chosen": chosen if chosen >= 0 else None}
+
+
+def score_bars(entries: list[str], scores, chosen: int = -1, threshold: float | None = None, k: int = 10,
+               disabled=()) -> alt.Chart:
+    """The k best-scoring entries for one question as horizontal bars (best on top): the chosen entry, the
+    runner-up, the threshold as a red rule line; the title says how many of M entries are shown and the
+    margin between the top two. Gated-out entries (-inf) are drawn at 0 and marked 'gated'; `disabled`
+    holds the indices of switched-off entries."""
+    scores = list(scores)
+    m = len(scores)
+    if len(entries) != m:
+        raise ValueError(f"{len(entries)} entry labels for {m} scores")
+    if m == 0:
+        raise ValueError("no entries to chart")
+    disabled = set(disabled)
+    order = top_k(scores, k, chosen)
+    summary = retrieval_summary(scores, chosen)
+    names = _unique([f"#{i} {entries[i]}" for i in order])
+    rows = []
+    for rank, (i, name) in enumerate(zip(order, names)):
+        v = _finite(scores[i])
+        status = ("chosen" if i == chosen else "switched off" if i in disabled else "gated" if v is None
+                  else "top-1, not injected" if chosen < 0 and i == summary["best"]
+                  else "runner-up" if i == summary["runner_up"] else "other")
+        rows.append({"entry": name, "index": i, "score": 0.0 if v is None else v, "status": status, "rank": rank,
+                     "text": "gated" if v is None else f"{v:.3f}"})
+    data = pd.DataFrame(rows)
+    present = [x for x in STATUS_COLORS if x in set(data["status"])]  # the legend lists what is drawn
+    y = alt.Y("entry:N", sort=list(names), title=None, axis=_band_axis())  # explicit order: best on top
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("score:Q", title="retrieval score"),
-        y=alt.Y("entry:N", sort=alt.EncodingSortField("order"), title=None),
-        color=alt.Color("status:N", scale=alt.Scale(domain=["chosen", "other", "gated"],
-                                                    range=["#2e9d5b", "#9aa5c4", "#dddddd"]), title=None),
+        y=y,
+        color=alt.Color("status:N", scale=alt.Scale(domain=present, range=[STATUS_COLORS[x] for x in present]),
+                        legend=alt.Legend(orient="bottom", title=None)),
         tooltip=["entry", alt.Tooltip("score:Q", format=".3f"), "status"],
     )
-    chart = bars
+    text = alt.Chart(data).mark_text(align="left", dx=4, fontSize=11).encode(x="score:Q", y=y, text="text:N")
+    layers = [bars, text]
     if threshold is not None:
-        rule = alt.Chart(pd.DataFrame({"threshold": [float(threshold)]})).mark_rule(
-            color="#c0392b", strokeDash=[4, 3]).encode(x="threshold:Q", tooltip=["threshold:Q"])
-        chart = alt.layer(bars, rule)
-    return chart.properties(height=max(60, 24 * len(entries)), title="Retrieval score per entry")
+        layers.append(alt.Chart(pd.DataFrame({"threshold": [float(threshold)]})).mark_rule(
+            color="#c0392b", strokeDash=[4, 3], size=2).encode(x="threshold:Q", tooltip=["threshold:Q"]))
+    margin = summary["margin"]
+    subtitle = [f"{len(order)} of {m} entries shown (top {len(order)} by score)"
+                + (f" · margin top-1 − runner-up {margin:.3f}" if margin is not None else "")
+                + (f" · threshold {float(threshold):.2f} (red line)" if threshold is not None else "")]
+    return alt.layer(*layers).properties(
+        height=alt.Step(BAR_STEP), title=alt.Title("Retrieval: best entries", subtitle=subtitle))
 
 
-def score_heatmap(questions: list[str], entries: list[str], matrix) -> alt.Chart:
-    """Scores of several questions (rows) against every entry (columns)."""
+def score_heatmap(questions: list[str], entries: list[str], matrix, k: int = 4, max_entries: int = 12) -> alt.Chart:
+    """Scores of several questions (rows) against the entries that matter to them (columns): the union of
+    each question's top-k entries, at most `max_entries`, with every label drawn and the value in each cell."""
+    if not questions or not entries:
+        raise ValueError("no questions or entries to chart")
+    keep: list[int] = []
+    for row in matrix:
+        for i in top_k(row, k):
+            if i not in keep:
+                keep.append(i)
+    keep = sorted(keep[:max_entries])
+    names = _unique([f"#{i} {entries[i]}" for i in keep])
+    qnames = _unique(list(questions))
     rows = []
-    for qi, q in enumerate(questions):
-        for ei, e in enumerate(entries):
-            v = _finite(matrix[qi][ei])
+    for qi, q in enumerate(qnames):
+        for ei, (i, e) in enumerate(zip(keep, names)):
+            v = _finite(matrix[qi][i])
             rows.append({"question": q, "entry": e, "score": v, "qi": qi, "ei": ei,
                          "text": "gated" if v is None else f"{v:.2f}"})
     data = pd.DataFrame(rows)
+    finite = [r["score"] for r in rows if r["score"] is not None]
+    mid = (min(finite) + max(finite)) / 2 if finite else 0.0
     base = alt.Chart(data).encode(
-        x=alt.X("entry:N", sort=alt.EncodingSortField("ei"), title="memory entry"),
-        y=alt.Y("question:N", sort=alt.EncodingSortField("qi"), title=None),
+        x=alt.X("entry:N", sort=list(names), title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=220, labelAngle=-30, labelFontSize=12, orient="top")),
+        y=alt.Y("question:N", sort=list(qnames), title=None, axis=_band_axis()),
     )
     rect = base.mark_rect().encode(
         color=alt.Color("score:Q", scale=alt.Scale(scheme="viridis"), title="score"),
         tooltip=["question", "entry", alt.Tooltip("score:Q", format=".3f")])
-    text = base.mark_text(fontSize=11, color="white").encode(text="text:N")
-    return alt.layer(rect, text).properties(title="Retrieval scores: questions × entries",
-                                            height=max(80, 32 * len(questions)))
+    text = base.mark_text(fontSize=12).encode(
+        text="text:N",
+        color=alt.condition(f"datum.score !== null && datum.score > {mid}", alt.value("black"), alt.value("white")))
+    m = len(entries)
+    return alt.layer(rect, text).properties(
+        width=alt.Step(78), height=alt.Step(34),
+        title=alt.Title("Retrieval scores: questions × entries",
+                        subtitle=[f"{len(keep)} of {m} entries shown (each question's top {k})"]))
 
 
 def token_bars(tokens: list[tuple[str, float]], title: str, color: str = "#4b61d1") -> alt.Chart:
-    """Top-k tokens with their scores; leading spaces shown as '␣'."""
-    data = pd.DataFrame({"token": [t.replace(" ", "␣").replace("\n", "↵") or "∅" for t, _ in tokens],
-                         "score": [float(s) for _, s in tokens], "rank": list(range(len(tokens)))})
-    return alt.Chart(data).mark_bar(color=color).encode(
-        x=alt.X("score:Q", title=None),
-        y=alt.Y("token:N", sort=alt.EncodingSortField("rank"), title=None),
-        tooltip=["token", alt.Tooltip("score:Q", format=".3f")],
-    ).properties(title=title, height=max(60, 20 * len(tokens)))
+    """Top-k tokens with their scores as horizontal bars, every token labelled; leading spaces as '␣'."""
+    labels = _unique([t.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅" for t, _ in tokens])
+    data = pd.DataFrame({"token": labels, "score": [float(s) for _, s in tokens], "rank": list(range(len(tokens))),
+                         "text": [f"{float(s):.2f}" for _, s in tokens]})
+    y = alt.Y("token:N", sort=list(labels), title=None, axis=_band_axis(labelFont="monospace"))
+    bars = alt.Chart(data).mark_bar(color=color).encode(
+        x=alt.X("score:Q", title=None), y=y, tooltip=["token", alt.Tooltip("score:Q", format=".3f")])
+    text = alt.Chart(data).mark_text(align="left", dx=3, fontSize=11).encode(x="score:Q", y=y, text="text:N")
+    return alt.layer(bars, text).properties(title=title, height=alt.Step(BAR_STEP))
 
 
 def rows_frame(rows) -> pd.DataFrame:
@@ -79,14 +165,20 @@ def rows_frame(rows) -> pd.DataFrame:
     return pd.DataFrame([asdict(r) if is_dataclass(r) else dict(r) for r in rows])
 
 
-def bench_chart(rows) -> alt.Chart:
-    """Grouped bars: one panel per metric (columns) and experiment (rows), one bar per mode, with the
-    95% Wilson interval as error bars and the reference post's figure as a black tick where it has one."""
+def bench_chart(rows, columns: int = 5) -> alt.Chart:
+    """Grouped bars, one small panel per metric (wrapped `columns` to a line; lower-is-better marked ↓) and
+    one block per experiment, one bar per mode with every mode labelled, the 95% Wilson interval as error
+    bars and the reference post's figure as a black tick where it has one."""
+    from .report import metric_title
+
     df = rows_frame(rows)
     if df.empty:
         raise ValueError("no benchmark rows to chart")
     modes = list(dict.fromkeys(df["mode"]))
-    base = alt.Chart().encode(x=alt.X("mode:N", sort=modes, title=None, axis=alt.Axis(labelAngle=-40)))
+    df["panel"] = [metric_title(m) for m in df["metric"]]
+    panels = list(dict.fromkeys(df["panel"]))
+    base = alt.Chart().encode(x=alt.X("mode:N", sort=modes, title=None,
+                                      axis=alt.Axis(labelAngle=-40, labelOverlap=False, labelLimit=120)))
     bars = base.mark_bar().encode(
         y=alt.Y("rate:Q", scale=alt.Scale(domain=[0, 1]), title="rate"),
         color=alt.Color("mode:N", sort=modes, legend=alt.Legend(orient="bottom")),
@@ -98,11 +190,15 @@ def bench_chart(rows) -> alt.Chart:
         y=alt.Y("ci_low:Q", title="rate"), y2="ci_high:Q")
     post = base.transform_filter("isValid(datum.post)").mark_tick(
         color="black", thickness=3, size=18).encode(y="post:Q")
-    metrics = list(dict.fromkeys(df["metric"]))
-    return alt.layer(bars, errors, post, data=df).properties(width=110, height=150).facet(
-        column=alt.Column("metric:N", sort=metrics, title=None),
-        row=alt.Row("experiment:N", title=None),
-    ).properties(title="Rate per metric with 95% intervals (black tick: the post's figure)")
+    blocks = []
+    for exp in dict.fromkeys(df["experiment"]):
+        part = df[df["experiment"] == exp]
+        blocks.append(alt.layer(bars, errors, post, data=part).properties(width=30 * len(modes) + 40, height=140)
+                      .facet(facet=alt.Facet("panel:N", sort=[p for p in panels if p in set(part["panel"])],
+                                             title=None, header=alt.Header(labelFontSize=12, labelLimit=220)),
+                             columns=columns, title=str(exp)))
+    title = "Rate per metric with 95% intervals (black tick: the post's figure; ↓ lower is better)"
+    return (blocks[0] if len(blocks) == 1 else alt.vconcat(*blocks)).properties(title=title)
 
 
 def bench_table(rows) -> pd.DataFrame:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import time
 
 import streamlit as st
@@ -48,10 +49,9 @@ def current_lab() -> Lab | None:
         lab, error, _ = load_lab(spec)
     if lab is None:
         if spec == DEFAULT_MODEL:
-            st.sidebar.warning(f"The default model {DEFAULT_MODEL} cannot be loaded here ({error}). "
-                               f"Using the offline model **{OFFLINE_ALIAS}** instead.", icon="⚠️")
+            st.sidebar.warning(fallback_notice(spec, error), icon="⚠️")
         else:
-            st.sidebar.error(f"{error} Using the offline model **{OFFLINE_ALIAS}** instead.")
+            st.sidebar.error(fallback_notice(spec, error))
         with st.spinner(f"Loading {OFFLINE_ALIAS}…"):
             lab, error, _ = load_lab(OFFLINE_ALIAS)
         if lab is None:
@@ -60,6 +60,16 @@ def current_lab() -> Lab | None:
         spec = OFFLINE_ALIAS
     st.session_state["_resolved_spec"] = spec
     return lab
+
+
+def fallback_notice(spec: str, error: str | None) -> str:
+    """One notice for a model that cannot be loaded: why, then (once) that the offline model is used.
+    The loader's own advice to use the offline model is dropped, so the notice does not say it twice."""
+    why = re.sub(r"\s*Use the offline model\b[^.]*\.?", "", error or "").strip().rstrip(".")
+    if spec == DEFAULT_MODEL:
+        rest = re.sub(rf"^Cannot load '{re.escape(spec)}':\s*", "", why)
+        why = f"The default model {spec} cannot be loaded here" + (f": {rest}" if rest else "")
+    return f"{why or f'Cannot load {spec!r}'}. Using the offline model **{OFFLINE_ALIAS}** instead."
 
 
 def page_lab() -> Lab:
@@ -111,8 +121,9 @@ def sidebar(lab: Lab | None) -> None:
         else:
             st.warning(f"Memory of {bank.model_name} ({len(bank)} entries), kept; not usable with {lab.lm.name}.")
         cal = lab.calibration
-        st.caption(f"{lab.lm.name}: {lab.lm.n_layers} layers, d={lab.lm.hidden_size}; keys at layer "
-                   f"{cal.key_layer}, symbol {cal.symbol_layer}, context {cal.context_layer}.")
+        st.caption(f"{lab.lm.name}: {lab.lm.n_layers} layers, d={lab.lm.hidden_size}; token keys (token_match) at "
+                   f"layer {cal.token_layer}; word keys at layer {cal.key_layer}, symbol {cal.symbol_layer}, "
+                   f"context {cal.context_layer}.")
 
 
 def model_picker() -> None:

@@ -1,4 +1,9 @@
-"""Benchmark: the post's experiment on the loaded model, cancellable, with intervals and the post's figures."""
+"""Benchmark: the post's experiment on the loaded model, in a background run that widgets cannot abort.
+
+The run lives in a thread kept in session state (`pages/_jobs.py`); a fragment polls it every second while
+it runs. Changing any widget reruns the page but not the benchmark; Stop takes effect after the current
+forward batch, and finished rows are kept.
+"""
 import random
 
 import streamlit as st
@@ -6,76 +11,108 @@ import streamlit as st
 from fastmem import MODES
 from fastmem import charts
 from fastmem.bench import rows_to_csv, rows_to_json, run_bench
+from fastmem.report import FOOTNOTE, format_table, pivot_frame
+from pages._jobs import BenchJob
 from pages._shared import page_lab
 
 lab = page_lab()
+state = st.session_state
 st.title("Benchmark")
 st.caption("Bindings of held-out test words are written into a fresh memory per experiment (your own memory is "
-           "not touched), then read back. Metrics: **write** (the write statement completes to the label), "
-           "**read** (the question is answered), **plain** (a context-free question leaks a label: lower is "
-           "better), **unrelated** (unrelated questions answered with a label: lower is better), **unchanged** "
-           "(unrelated answers stay the plain model's).")
+           "not touched), then read back. Metrics include **write** (the write statement completes to the label), "
+           "**read** (the question is answered), **plain** (a context-free question leaks a label), **unrelated** "
+           "(unrelated questions answered with a label), **unchanged** (unrelated answers stay the plain model's); "
+           "columns marked ↓ are lower-is-better.")
 
 suite = lab.suite
 test_words = suite.split("test")
 c1, c2 = st.columns(2)
 experiments = c1.multiselect("Experiments", [e.name for e in suite.experiments],
                              default=[suite.experiments[0].name], key="bench_experiments")
-modes = c2.multiselect("Modes", MODES, default=["none", "raw_both_top1", "dual_key"], key="bench_modes")
+modes = c2.multiselect("Modes", MODES, default=["none", "dual_key", "token_match"], key="bench_modes")
 c3, c4 = st.columns(2)
-n_words = c3.number_input("Words per experiment", 1, len(test_words), min(16, len(test_words)), key="bench_words")
-seed = c4.number_input("Seed (which test words)", 0, 10_000, 0, key="bench_seed",
-                       help="0 takes the suite's first test words; another seed a random sample of them.")
+c3.number_input("Words per experiment", 1, len(test_words), min(16, len(test_words)), key="bench_words")
+c4.number_input("Seed (which test words)", 0, 10_000, 0, key="bench_seed",
+                help="0 takes the suite's first test words; another seed a random sample of them.")
 
-state = st.session_state
-state.setdefault("bench_rows", [])
-state.setdefault("bench_info", None)
 
-run_col, stop_col = st.columns([1, 1])
-run = run_col.button("Run benchmark", type="primary", key="bench_run", disabled=not experiments or not modes)
-# Clicking Stop during a run makes Streamlit rerun this script, which ends the running benchmark at its next
-# progress update; the rows finished so far are already in session state and are shown below.
-if stop_col.button("Stop", key="bench_stop"):
-    if state.get("bench_running"):
-        state["bench_info"] = f"Stopped after {len(state['bench_rows'])} rows."
-    state["bench_running"] = False
-
-if run:
+def start_job() -> None:
+    """Run button callback (before the page is drawn, so Run and Stop show the new state at once)."""
+    current = state.get("bench_job")
+    exps, chosen_modes = list(state["bench_experiments"]), list(state["bench_modes"])
+    if (current is not None and current.running) or not exps or not chosen_modes:
+        return
+    n, seed = int(state["bench_words"]), int(state["bench_seed"])
     words = list(test_words)
     if seed:
-        random.Random(int(seed)).shuffle(words)
+        random.Random(seed).shuffle(words)
     others = [w for w in suite.words if w.split != "test"]
-    sample = suite.model_copy(update={"words": others + words[:int(n_words)]})
-    state["bench_rows"], state["bench_info"], state["bench_running"] = [], None, True
-    rows_box = state["bench_rows"]
-    with st.status(f"Running {len(experiments)} experiment(s) × {len(modes)} mode(s) on {int(n_words)} words…",
-                   expanded=True) as status:
-        bar = st.progress(0.0, text="starting")
+    sample = suite.model_copy(update={"words": others + words[:n]})
 
-        def progress(done, total):
-            bar.progress(min(1.0, done / max(1, total)), text=f"{done}/{total} prompts")
+    def run(progress, should_stop, on_row):
+        return run_bench(lab.lm, sample, lab.calibration, lab.geometry, experiments=exps, modes=chosen_modes,
+                         words_per_experiment=n, progress=progress, should_stop=should_stop, on_row=on_row)
 
-        rows, timing = run_bench(lab.lm, sample, lab.calibration, lab.geometry, experiments=experiments,
-                                 modes=modes, words_per_experiment=int(n_words), progress=progress,
-                                 should_stop=lambda: not state.get("bench_running", False),
-                                 on_row=rows_box.append)
-        state["bench_running"] = False
-        state["bench_timing"] = timing
-        status.update(label=f"Done: {len(rows)} rows in {timing.total_s:.1f} s "
-                            f"({timing.forward_passes} forward passes)", state="complete", expanded=False)
+    job = state["bench_job"] = BenchJob(exps, chosen_modes, n).start(run)
+    state["bench_rows"] = job.rows  # the same list: rows appear here as they finish
 
-rows = state["bench_rows"]
-if state.get("bench_info"):
-    st.warning(state["bench_info"])
-if rows:
-    st.altair_chart(charts.bench_chart(rows), key="bench_chart")
-    st.dataframe(charts.bench_table(rows), hide_index=True, width="stretch", key="bench_table",
-                 column_config={"rate": st.column_config.NumberColumn(format="%.3f"),
-                                "post's figure": st.column_config.NumberColumn(format="%.3f")})
-    st.caption("The post's figures are for Pythia-70M; alpha and threshold are this model's calibrated values.")
+
+def stop_job() -> None:
+    if state.get("bench_job") is not None:
+        state["bench_job"].stop()
+
+
+job: BenchJob | None = state.get("bench_job")
+running = job is not None and job.running
+run_col, stop_col = st.columns(2)
+run_col.button("Run benchmark", type="primary", key="bench_run", on_click=start_job,
+               disabled=running or not experiments or not modes)
+stop_col.button("Stop", key="bench_stop", disabled=not running, on_click=stop_job,
+                help="Ends the run after the current forward batch; finished rows are kept.")
+
+
+def show_results(rows: list, final: bool, timing) -> None:
+    st.dataframe(pivot_frame(rows), hide_index=True, width="stretch",
+                 column_config={"experiment": st.column_config.TextColumn(pinned=True),
+                                "mode": st.column_config.TextColumn(pinned=True)})
+    st.caption(FOOTNOTE + " α and threshold are this model's calibrated values; the post's figures are for "
+                          "Pythia-70M (compare shapes, not decimals).")
+    if not final:
+        return
+    st.altair_chart(charts.bench_chart(rows))
+    with st.expander("Plain-text table (as the command line prints it)"):
+        st.code(format_table(rows), language=None)
     d1, d2 = st.columns(2)
     d1.download_button("Download CSV", rows_to_csv(rows), "fastmem-bench.csv", "text/csv", key="bench_csv")
-    d2.download_button("Download JSON", rows_to_json(rows, state.get("bench_timing"), lab.calibration),
+    d2.download_button("Download JSON", rows_to_json(rows, timing, lab.calibration),
                        "fastmem-bench.json", "application/json", key="bench_json")
-else:
-    st.info("No results yet: choose experiments and modes and press Run.")
+
+
+@st.fragment(run_every=1.0 if running else None)
+def live() -> None:
+    current: BenchJob | None = state.get("bench_job")
+    if current is None:
+        st.info("No results yet: choose experiments and modes and press Run.")
+        return
+    rows = list(current.rows)
+    what = f"{len(current.experiments)} experiment(s) × {len(current.modes)} mode(s) on {current.n_words} words"
+    if current.running:
+        frac = current.done / current.total if current.total else 0.0
+        stopping = " — stopping after this batch…" if current.status == "stopping" else ""
+        st.progress(min(1.0, frac), text=f"Running {what}: {current.done}/{current.total or '?'} prompts, "
+                                         f"{len(rows)} rows, {current.elapsed:.0f} s{stopping}")
+    elif running:  # it ended since this fragment was set to poll: redraw the whole page once, without polling
+        st.rerun()
+    elif current.status == "failed":
+        st.error(f"The run failed after {len(rows)} rows: {current.error}")
+    elif current.status == "stopped":
+        st.warning(f"Stopped after {len(rows)} rows ({current.elapsed:.0f} s); the finished rows are kept.")
+    else:
+        t = current.timing
+        st.success(f"Done: {what}, {len(rows)} rows in {current.elapsed:.1f} s"
+                   + (f" ({t.forward_passes} forward passes)." if t is not None else "."))
+    if rows:
+        show_results(rows, final=not current.running, timing=current.timing)
+
+
+live()

@@ -1,33 +1,70 @@
-"""Inspect: one or more questions, retrieval scores, the chosen entry and why, tokens before/after."""
+"""Inspect: one or more questions, retrieval scores, the chosen entry and why, tokens before/after.
+
+Results are shown with display elements only (metric, code, markdown, charts), never with keyed input
+widgets: a keyed widget keeps its first value and would show the previous question's results.
+"""
 import time
 
 import pandas as pd
 import streamlit as st
 
-from fastmem import MODES, FastmemError
+from fastmem import DEFAULT_MODE, MODES, FastmemError
 from fastmem import charts
 from fastmem.retrieval import NEEDS_PROJECTOR
+from fastmem.share import ShareView
 from pages._shared import page_lab, require_bank, token_html, vis
 
 lab = page_lab()
+state = st.session_state
 st.title("Inspect a question")
 bank = require_bank(lab)
 if bank is None:
     st.stop()
 if len(bank) == 0:
-    st.info("The memory is empty: answers are the plain model's. Add bindings on the Memory page.")
+    st.info("The memory is empty: answers are the plain model's. Add bindings (or load a preset) on the Memory page.")
+
+
+def apply_view(view: ShareView) -> None:
+    """Put a shared or suggested view into the widgets (before they are drawn in this run)."""
+    mode = view.mode if view.mode in MODES else DEFAULT_MODE
+    s = lab.calibration.settings(mode)
+    state.update({"question": view.question, "mark_word": view.mark_word, "mark_context": view.mark_context,
+                  "mode": mode, "projector": True, "key_layer": bank.key_layer, "more_q": [],
+                  f"alpha_{mode}": float(s.alpha if view.alpha is None else view.alpha)})
+    if view.threshold == "default":
+        state["thr_choice"] = "calibrated"
+    elif view.threshold is None:
+        state["thr_choice"] = "off"
+    else:
+        state["thr_choice"], state["thr_value"] = "custom", float(view.threshold)
+
+
+if "_pending_view" in state:  # set by a preset's suggested question or an opened share file
+    apply_view(state.pop("_pending_view"))
 
 
 def keyed_bank(layer: int):
-    """The memory with keys at `layer` (re-keyed copies cached per memory content)."""
+    """The memory with keys at `layer` (re-keyed copies cached per memory content); switched-off entries stay off."""
     if layer == bank.key_layer:
         return bank
     sig = (id(bank), tuple(e.slot + (e.label,) for e in bank.entries), layer)
-    cache = st.session_state.setdefault("_rekeyed", {})
+    cache = state.setdefault("_rekeyed", {})
     if sig not in cache:
         cache.clear()
         cache[sig] = lab.rekey(bank, layer)
-    return cache[sig]
+    rekeyed = cache[sig]
+    if rekeyed.disabled != bank.disabled:
+        for i in range(len(rekeyed)):
+            rekeyed.set_enabled(i, bank.is_enabled(i))
+    return rekeyed
+
+
+def show_reason(r) -> None:
+    """The reason in plain words, prominently: green when a correction was injected, blue when not."""
+    if r.chosen >= 0:
+        st.success(f"**Memory used.** {r.reason}", icon=":material/memory:")
+    else:
+        st.info(f"**Nothing injected.** {r.reason}", icon=":material/block:")
 
 
 @st.fragment
@@ -35,7 +72,11 @@ def inspector():
     cal = lab.calibration
     generated = [lab.question(e.word, e.context).text for e in bank.entries]
     default_q = generated[0] if generated else lab.question("blicket", "game A").text
-    question = st.text_input("Question", value=default_q, key="question")
+    for key, value in (("question", default_q), ("mark_word", ""), ("mark_context", ""), ("mode", DEFAULT_MODE),
+                       ("projector", True), ("thr_choice", "calibrated"), ("n_gen", 4), ("key_layer", bank.key_layer)):
+        state.setdefault(key, value)  # defaults set once here, so the widgets below take no `value`
+    state["more_q"] = [q for q in state.get("more_q", []) if q in generated]
+    question = st.text_input("Question", key="question")
     with st.expander("Mark the word and context yourself (optional)"):
         c1, c2 = st.columns(2)
         mark_word = c1.text_input("Word in the question", key="mark_word")
@@ -43,25 +84,28 @@ def inspector():
     more = st.multiselect("Also ask (questions generated from the memory's bindings)", generated, key="more_q")
 
     c1, c2, c3, c4, c5 = st.columns(5)
-    mode = c1.selectbox("Mode", MODES, index=MODES.index("dual_key"), key="mode")
-    use_projector = c5.toggle("Key projector", value=True, key="projector",
+    mode = c1.selectbox("Mode", MODES, key="mode")
+    use_projector = c5.toggle("Key projector", key="projector",
                               help="Off: modes that need the trained projector fall back to raw_both_top1.")
     if not use_projector and mode in NEEDS_PROJECTOR:
         mode = "raw_both_top1"
         c5.caption("→ raw_both_top1")
     s = cal.settings(mode)
-    alpha = c2.slider("α (strength)", 0.0, 16.0, float(s.alpha), 0.25, key=f"alpha_{mode}")
-    layer = c3.number_input("Key layer", 0, lab.lm.n_layers, bank.key_layer, key="key_layer",
-                            help=f"Calibrated: {cal.key_layer}. Used by raw_both_top1 (others use the projector "
-                                 "or the symbol/context layers).")
+    state.setdefault(f"alpha_{mode}", float(s.alpha))
+    alpha = c2.slider("α (strength)", 0.0, 16.0, step=0.25, key=f"alpha_{mode}")
+    layer = c3.number_input("Key layer", 0, lab.lm.n_layers, key="key_layer",
+                            help=f"Calibrated: {cal.key_layer}. Used by raw_both_top1 (token_match uses every token's "
+                                 f"state at layer {cal.token_layer}; others the projector or the symbol/context "
+                                 "layers).")
     thr_choice = c4.selectbox("Threshold", ["calibrated", "off", "custom"], key="thr_choice",
                               help=f"Calibrated for {mode}: {s.threshold}")
     threshold = "default"
     if thr_choice == "off":
         threshold = None
     elif thr_choice == "custom":
-        threshold = c4.slider("value", -1.0, 1.0, float(s.threshold or 0.5), 0.05, key="thr_value")
-    n_gen = st.slider("Generated tokens", 1, 16, 4, key="n_gen")
+        state.setdefault("thr_value", float(s.threshold if s.threshold is not None else 0.5))
+        threshold = c4.slider("value", -1.0, 1.0, step=0.05, key="thr_value")
+    n_gen = st.slider("Generated tokens", 1, 16, key="n_gen")
 
     try:
         use_bank = keyed_bank(int(layer))
@@ -76,21 +120,28 @@ def inspector():
         return
     r = first
     entries = [charts.entry_label(e.word, e.context, e.label) for e in use_bank.entries]
+    off = [i for i in range(len(use_bank)) if not use_bank.is_enabled(i)]
 
     st.markdown(token_html(r.encoded), unsafe_allow_html=True)
     a, b = st.columns(2)
     a.metric("Answer without memory", vis(r.base_answer))
     b.metric("Answer with memory", vis(r.answer))
-    st.markdown(f"**Why:** {r.reason}")
+    with st.container(key="reason_box"):
+        show_reason(r)
     settings = f"mode {r.mode}, α={r.alpha:g}, threshold={r.threshold}, key layer {use_bank.key_layer}; " \
                f"answered in {elapsed * 1000:.0f} ms"
     timing = st.empty()
     timing.caption(settings)
     # The answer is on screen now; the continuations (n_gen forward steps) fill these in at the end.
     g1, g2 = st.columns(2)
-    gen_base, gen_mem = g1.empty(), g2.empty()
-    gen_base.caption("Greedy generation without memory: generating…")
-    gen_mem.caption("Greedy generation with memory: generating…")
+    with g1.container(key="gen_base_box"):
+        st.markdown("**Greedy generation without memory**")
+        gen_base = st.empty()
+    with g2.container(key="gen_mem_box"):
+        st.markdown("**Greedy generation with memory**")
+        gen_mem = st.empty()
+    gen_base.caption("generating…")
+    gen_mem.caption("generating…")
 
     if len(use_bank):
         if others:
@@ -100,26 +151,48 @@ def inspector():
                                         "with memory": vis(o.answer), "why": o.reason} for o in [r] + others]),
                          hide_index=True, width="stretch")
         else:
-            st.altair_chart(charts.score_bars(entries, r.scores.tolist(), r.chosen, r.threshold), width="stretch")
+            with st.container(key="retrieval_box"):
+                st.altair_chart(charts.score_bars(entries, r.scores.tolist(), r.chosen, r.threshold, k=10,
+                                                  disabled=off), width="stretch")
     t1, t2, t3 = st.columns(3)
-    with t1:
+    with t1.container(key="promoted_box"):
         if r.chosen >= 0:
             st.altair_chart(charts.token_bars(lab.correction_tokens(r.value, 8), "Tokens the correction promotes",
                                               "#2e9d5b"), width="stretch")
         else:
             st.caption("No correction injected.")
-    with t2:
+    with t2.container(key="before_box"):
         st.altair_chart(charts.token_bars(lab.top_tokens(r.base_logits, 8), "Next token before"), width="stretch")
-    with t3:
+    with t3.container(key="after_box"):
         st.altair_chart(charts.token_bars(lab.top_tokens(r.logits, 8), "Next token after", "#e67e22"),
                         width="stretch")
+
+    view = ShareView(mode=r.mode, alpha=float(alpha), threshold=threshold, question=question,
+                     mark_word=mark_word, mark_context=mark_context)
+    st.download_button("Share this view (JSON: memory + settings)", data=lab.share(bank, view),
+                       file_name="fastmem-view.json", mime="application/json", key="share_download", on_click="ignore",
+                       help="Open it below (or on another machine with the same model) to get this view back.")
 
     start = time.perf_counter()
     r = lab.continue_answer(r, n_gen)
     gen_ms = (time.perf_counter() - start) * 1000
-    gen_base.text_area("Greedy generation without memory", vis(r.base_generation), disabled=True, key="gen_base")
-    gen_mem.text_area("Greedy generation with memory", vis(r.generation), disabled=True, key="gen_mem")
+    gen_base.code(vis(r.base_generation), language=None, wrap_lines=True)
+    gen_mem.code(vis(r.generation), language=None, wrap_lines=True)
     timing.caption(f"{settings}, {n_gen} generated tokens in {gen_ms:.0f} ms")
 
 
 inspector()
+
+with st.expander("Open a shared view (JSON)"):
+    shared = st.file_uploader("Share file", type=["json"], key="share_upload",
+                              help="Replaces your memory and the settings above with the file's.")
+    if shared is not None and st.button("Open this view", key="share_open"):
+        try:
+            new_bank, view = lab.open_share(shared.getvalue())
+        except FastmemError as exc:
+            st.error(f"Not opened, nothing changed: {exc}")
+        else:
+            state["bank"] = new_bank
+            state["_pending_view"] = view
+            state.pop("_rekeyed", None)
+            st.rerun()

@@ -2,8 +2,12 @@
 import pandas as pd
 import streamlit as st
 
-from fastmem import FastmemError, MemoryBank, load_suite
+from fastmem import FastmemError, load_suite
+from fastmem.presets import PRESETS
+from fastmem.share import ShareView
 from pages._shared import bank_for, bank_matches, page_lab, vis
+
+MAX_TOGGLES = 60  # switches drawn at once; a filter narrows larger memories
 
 lab = page_lab()
 bank = bank_for(lab)
@@ -57,7 +61,44 @@ def show_report():
         st.error(f"Row {r['row']} ({r['word']!r}, {r['context']!r}, {r['label']!r}): {r['error']}")
 
 
+def load_preset(key: str) -> None:
+    try:
+        results = lab.load_preset(bank, key)
+    except FastmemError as exc:
+        st.error(str(exc))
+        return
+    st.session_state["write_report"] = [
+        {"row": i + 1, "word": r.word, "context": r.context, "label": r.label, "status": r.status,
+         "error": r.error or ""} for i, r in enumerate(results)]
+    st.session_state["preset_loaded"] = key
+
+
+def show_preset_questions() -> None:
+    key = st.session_state.get("preset_loaded")
+    if key not in PRESETS:
+        return
+    preset = PRESETS[key]
+    st.markdown(f"**Loaded: {preset.title}.** Suggested questions (each opens on the Inspect page):")
+    for n, (q, prompt) in enumerate(lab.preset_questions(preset)):
+        c1, c2 = st.columns([3, 1])
+        expect = f"expected: ␣{q.expect}" if q.expect else "expected: the memory stays silent"
+        c1.markdown(f"`{prompt.text}` — {q.note} *({expect})*")
+        if c2.button("Ask on Inspect", key=f"preset_ask_{key}_{n}"):
+            st.session_state["_pending_view"] = ShareView(question=prompt.text)
+            st.switch_page("pages/inspect.py")
+
+
 if usable:
+    st.subheader("Preset scenarios")
+    st.caption("One click replaces your memory with a ready-made scenario and lists the questions worth asking.")
+    cols = st.columns(len(PRESETS))
+    for col, preset in zip(cols, PRESETS.values()):
+        with col:
+            if st.button(preset.title, key=f"preset_{preset.key}", width="stretch"):
+                load_preset(preset.key)
+            st.caption(preset.description)
+    show_preset_questions()
+
     st.subheader("Add bindings")
     st.caption("Each row is *In {context}, {word} means {label}*. The label must be a single token of the model "
                "(it is read with a leading space: `red` → `␣red`).")
@@ -108,6 +149,39 @@ if usable:
                 write_rows(rows, on_dup)
     show_report()
 
+def switch_key(word: str, context: str) -> str:
+    return f"entry_on::{word}::{context}"
+
+
+def set_entry(word: str, context: str) -> None:
+    """Toggle callback: switch the entry of this slot on or off (looked up by slot, not by position)."""
+    i = bank.find(word, context)
+    if i is not None:
+        bank.set_enabled(i, bool(st.session_state[switch_key(word, context)]))
+
+
+def entry_switches(table) -> None:
+    """LM-Debugger-style switches: an entry switched off stays in memory and in files but is never retrieved."""
+    off = len(bank.disabled)
+    st.markdown(f"**Switch entries on or off** ({len(bank) - off} on, {off} off). Switched-off entries stay in "
+                "memory and in the file, but are never retrieved: ask on Inspect and watch the answer change.")
+    shown = list(range(len(bank)))
+    if len(bank) > MAX_TOGGLES:
+        needle = st.text_input("Filter entries (word, context or label)", key="entry_filter").strip().lower()
+        shown = [i for i in shown if needle in f"{bank.entries[i].word} {bank.entries[i].context} "
+                                               f"{bank.entries[i].label}".lower()] if needle else shown
+        st.caption(f"{min(len(shown), MAX_TOGGLES)} of {len(shown)} matching entries shown.")
+    with st.container(height=320 if min(len(shown), MAX_TOGGLES) > 8 else "content", key="entry_switches"):
+        for i in shown[:MAX_TOGGLES]:
+            e = bank.entries[i]
+            key = switch_key(e.word, e.context)
+            st.session_state[key] = bank.is_enabled(i)  # the memory is the truth (presets, uploads, deletes)
+            promoted = table[i]["correction promotes"]
+            label = f"{e.word} · {e.context} → {vis(' ' + e.label)}"
+            label += f"  (promotes {promoted})" if promoted else ""
+            st.toggle(label, key=key, on_change=set_entry, args=(e.word, e.context))
+
+
 st.subheader(f"Entries ({len(bank)})")
 if len(bank) == 0:
     st.info("The memory is empty.")
@@ -116,9 +190,11 @@ else:
     table = []
     for i, e in enumerate(bank.entries):
         promoted = " ".join(vis(t) for t, _ in lab.correction_tokens(e.value, 3)) if usable and i < 300 else ""
-        table.append({"#": i, "word": e.word, "context": e.context, "label": vis(" " + e.label),
-                      "correction promotes": promoted, "value norm": round(norms[i], 2)})
+        table.append({"#": i, "on": "on" if bank.is_enabled(i) else "off", "word": e.word, "context": e.context,
+                      "label": vis(" " + e.label), "correction promotes": promoted, "value norm": round(norms[i], 2)})
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key="entries_table")
+    if usable:
+        entry_switches(table)
     c1, c2 = st.columns(2)
     with c1:
         pick = st.selectbox("Entry", range(len(bank)), key="entry_pick",
@@ -136,6 +212,7 @@ else:
             bank.clear()
             st.session_state["write_report"] = None
             st.session_state["clear_sure"] = False
+            st.session_state.pop("preset_loaded", None)
             st.rerun()
 
 st.subheader("Save and load")
@@ -146,17 +223,14 @@ upload = st.file_uploader("Upload a memory file (replaces the current memory)", 
                           key="upload_memory")
 if upload is not None and st.button("Load this memory file", key="load_memory"):
     try:
-        loaded, projector_id = MemoryBank.from_bytes(upload.getvalue(), expect_hidden_size=lab.lm.hidden_size)
-        if loaded.model_name != lab.lm.name:
-            raise FastmemError(f"This memory was written with '{loaded.model_name}'; the loaded model is "
-                               f"'{lab.lm.name}'. Switch models first.")
-        lab.lm.check_layer(loaded.key_layer)
+        loaded = lab.import_memory(upload.getvalue())
     except FastmemError as exc:
         st.error(f"Upload refused, your memory is unchanged: {exc}")
     else:
         st.session_state["bank"] = loaded
         st.session_state["write_report"] = None
-        note = "" if projector_id in (None, lab.calibration.projector_id) else \
-            " (written with another key projector: projector modes may score differently)"
-        st.success(f"Loaded {len(loaded)} entries{note}.")
+        st.session_state.pop("preset_loaded", None)
+        st.session_state["upload_note"] = f"Loaded {len(loaded)} entries ({len(loaded.disabled)} switched off)."
         st.rerun()
+if st.session_state.get("upload_note"):
+    st.success(st.session_state.pop("upload_note"))

@@ -27,16 +27,22 @@ def new_app() -> AppTest:
 def texts(at) -> str:
     parts = [m.value for m in at.markdown] + [m.value for m in at.caption] + [str(m.value) for m in at.metric]
     parts += [e.value for e in at.error] + [w.value for w in at.warning] + [s.value for s in at.success]
+    parts += [i.value for i in at.info]
     parts += [w.value for w in at.sidebar.warning] + [e.value for e in at.sidebar.error]
     return "\n".join(map(str, parts))
 
 
 def test_home_falls_back_and_runs_the_worked_example():
     at = new_app()
-    assert "cannot be loaded here" in texts(at)  # no network: visible notice, then smollm2
+    notice = [w.value for w in at.sidebar.warning]
+    assert len(notice) == 1 and "cannot be loaded here" in notice[0]  # no network: visible notice, then smollm2
+    assert notice[0].count("offline model") == 1  # said once
     table = at.dataframe[0].value
     assert list(table["with memory"]) == ["␣red", "␣blue"]
     assert "game A" in table["question"][0]
+    left = [m.value for m in at.info] + [m.value for m in at.warning]
+    assert any("Wrong context" in v and "game Z" in v for v in left), left  # shown live, whatever it answers
+    assert any("Look-alike" in v and "flicket" in v for v in left), left
 
 
 def test_write_ask_and_see_the_memory_answer():
@@ -45,7 +51,7 @@ def test_write_ask_and_see_the_memory_answer():
     at.text_input(key="one_word").input("wug")
     at.text_input(key="one_context").input("game A")
     at.text_input(key="one_label").input("green")
-    at.button[0].click().run()  # the form's submit button
+    next(b for b in at.button if b.label == "Write binding").click().run()  # the form's submit button
     assert not at.exception, at.exception
     assert len(at.session_state["bank"]) == 1
     at.text_area(key="bind_lines").input("wug, game B, blue\nzorp, game A, red green\nfep, , red")
@@ -62,12 +68,57 @@ def test_write_ask_and_see_the_memory_answer():
     at.text_input(key="question").input("Question: in game B, what is wug? Answer:").run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Answer with memory"] == "␣blue"
-    assert "Top-1 is 'wug' in 'game B'" in texts(at)
+    assert "game B" in "".join(s.value for s in at.success)  # the reason, shown prominently
     assert len(at.get("vega_lite_chart")) >= 3
-    at.multiselect(key="more_q").set_value(["Question: in game A, what is wug? Answer:"]).run()
+    generations = [c.value for c in at.code]
+    assert len(generations) == 2 and generations[1].startswith("␣blue")
+    at.text_input(key="question").input("Question: in game A, what is wug? Answer:").run()
+    assert {m.label: m.value for m in at.metric}["Answer with memory"] == "␣green"
+    again = [c.value for c in at.code]
+    assert again[1].startswith("␣green") and again != generations  # the boxes follow the new question
+    at.multiselect(key="more_q").set_value(["Question: in game B, what is wug? Answer:"]).run()
     assert not at.exception, at.exception
     at.selectbox(key="mode").set_value("raw_both_top1").run()
     assert not at.exception, at.exception
+
+
+def test_preset_suggested_question_toggle_and_shared_view():
+    from fastmem.share import ShareView
+
+    at = new_app()
+    at.switch_page("pages/memory.py").run()
+    at.button(key="preset_failures").click().run()
+    assert not at.exception, at.exception
+    bank = at.session_state["bank"]
+    assert [(e.word, e.context, e.label) for e in bank.entries] == [("blicket", "game A", "red"),
+                                                                     ("blicket", "game B", "blue")]
+    assert "Suggested questions" in texts(at)
+    at.button(key="preset_ask_failures_2").click().run()  # the wrong-context question, opened on Inspect
+    assert not at.exception, at.exception
+    assert at.text_input(key="question").value == "Question: in game Z, what is blicket? Answer:"
+    assert [w.value for w in at.info] or [s.value for s in at.success]  # the reason, whichever it is
+
+    at.switch_page("pages/memory.py").run()
+    at.toggle(key="entry_on::blicket::game B").set_value(False).run()
+    assert not at.exception, at.exception
+    assert not at.session_state["bank"].is_enabled(1) and at.session_state["bank"].is_enabled(0)
+    at.switch_page("pages/inspect.py").run()
+    at.text_input(key="question").input("Question: in game B, what is blicket? Answer:").run()
+    off = {m.label: m.value for m in at.metric}["Answer with memory"]
+    assert off != "␣blue", texts(at)  # the switched-off entry is never retrieved: the answer changes
+    at.switch_page("pages/memory.py").run()
+    at.toggle(key="entry_on::blicket::game B").set_value(True).run()
+    assert at.session_state["bank"].is_enabled(1)
+
+    view = ShareView(mode="dual_key", alpha=3.0, threshold=None,
+                     question="Question: in game B, what is blicket? Answer:")
+    at.session_state["_pending_view"] = view  # what "Open this view" leaves for the page
+    at.switch_page("pages/inspect.py").run()
+    assert not at.exception, at.exception
+    assert at.text_input(key="question").value == view.question
+    assert at.selectbox(key="thr_choice").value == "off" and at.slider(key="alpha_dual_key").value == 3.0
+    assert {m.label: m.value for m in at.metric}["Answer with memory"] == "␣blue"
+    assert "threshold=None" in texts(at)
 
 
 def test_memory_round_trip_delete_clear_and_bad_upload():
@@ -91,18 +142,50 @@ def test_memory_round_trip_delete_clear_and_bad_upload():
     assert len(at.session_state["bank"]) == 0
 
 
-def test_benchmark_page_runs_small_benchmark():
-    at = new_app()
+def run_bench(at, experiments=None, modes=("none", "dual_key"), words=4):
     at.switch_page("pages/benchmark.py").run()
-    at.multiselect(key="bench_modes").set_value(["none", "dual_key"])
-    at.number_input(key="bench_words").set_value(4)
+    if experiments:
+        at.multiselect(key="bench_experiments").set_value(list(experiments))
+    at.multiselect(key="bench_modes").set_value(list(modes))
+    at.number_input(key="bench_words").set_value(words)
     at.button(key="bench_run").click().run()
     assert not at.exception, at.exception
+    return at.session_state["bench_job"]
+
+
+def test_benchmark_survives_widget_changes_and_shows_the_posts_layout():
+    at = new_app()
+    job = run_bench(at)
+    assert job.running and at.button(key="bench_run").disabled
+    at.number_input(key="bench_seed").set_value(3).run()  # a widget change during the run
+    at.multiselect(key="bench_modes").set_value(["none"]).run()
+    assert not at.exception, at.exception
+    assert at.session_state["bench_job"] is job
+    assert job.wait(900) and job.status == "done", (job.status, job.error)
+    at.run()
     rows = at.session_state["bench_rows"]
-    assert len(rows) == 2 * 5 and {r.n for r in rows if r.metric == "read"} == {8}
-    assert len(at.get("vega_lite_chart")) == 1
+    metrics = list(dict.fromkeys(r.metric for r in rows))
+    assert {r.mode for r in rows} == {"none", "dual_key"} and len(rows) == 2 * len(metrics)
+    assert {r.n for r in rows if r.metric == "read"} == {8}
     table = at.dataframe[0].value
-    assert "post's figure" in table.columns and len(table) == 10
+    assert list(table["mode"]) == ["none", "dual_key"]  # one row per (experiment, mode)
+    assert "plain ↓" in table.columns and "read" in table.columns  # one column per metric, lower-is-better marked
+    assert len(at.get("vega_lite_chart")) == 1 and not at.button(key="bench_run").disabled
+    assert any("Done" in s.value for s in at.success)
+
+
+def test_benchmark_stop_keeps_finished_rows():
+    at = new_app()
+    job = run_bench(at, experiments=["same game A/B", "new game C/D", "new lab north/south"],
+                    modes=["none", "dual_key"], words=16)
+    at.button(key="bench_stop").click().run()
+    assert job.wait(600) and job.status == "stopped", job.status
+    at.run()
+    assert not at.exception, at.exception
+    rows = at.session_state["bench_rows"]
+    assert rows is job.rows and len({r.experiment for r in rows}) < 3  # stopped early, finished rows kept
+    assert any("Stopped after" in w.value for w in at.warning)
+    assert not at.button(key="bench_run").disabled
 
 
 def test_experiments_page_shows_failures_table():
@@ -112,5 +195,7 @@ def test_experiments_page_shows_failures_table():
     at.button(key="exp_run").click().run()
     assert not at.exception, at.exception
     name, mode, results, failures = at.session_state["exp_results"]
-    assert len(results) == 6 and mode == "dual_key"
+    from fastmem import DEFAULT_MODE
+
+    assert len(results) == 6 and mode == DEFAULT_MODE
     assert "retrieved" in at.dataframe[0].value.columns

@@ -22,46 +22,131 @@ def test_no_streamlit_import():
     assert isinstance(sys.modules["fastmem.charts"], type(charts))
 
 
-def test_score_bars_marks_chosen_and_gated():
+def _values(spec):
+    return spec["datasets"][next(iter(spec["datasets"]))]
+
+
+def _layers(spec):
+    return [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
+
+
+def _band_axes(spec):
+    """Every y/x axis spec of a nominal field in a (layered) chart."""
+    out = []
+    for layer in spec.get("layer", [spec]):
+        for ch in ("x", "y"):
+            enc = layer.get("encoding", {}).get(ch)
+            if enc and enc.get("type") == "nominal":
+                out.append(enc.get("axis", {}))
+    return out
+
+
+def test_score_bars_marks_chosen_runner_up_gated_and_threshold():
     c = charts.score_bars(["a", "b", "c"], [0.2, 0.9, -math.inf], chosen=1, threshold=0.5)
     spec = c.to_dict()
-    values = spec["datasets"][next(iter(spec["datasets"]))]
-    status = {v["entry"]: v["status"] for v in values}
-    assert status == {"a": "other", "b": "chosen", "c": "gated"}
-    assert len(spec["layer"]) == 2
+    status = {v["index"]: v["status"] for v in _values(spec)}
+    assert status == {0: "runner-up", 1: "chosen", 2: "gated"}
+    assert [v["index"] for v in sorted(_values(spec), key=lambda v: v["rank"])] == [1, 0, 2]  # best first
+    bar_y = spec["layer"][0]["encoding"]["y"]
+    assert bar_y["sort"] == ["#1 b", "#0 a", "#2 c"]  # an explicit order (a sort by field is lost in layers)
+    assert "rule" in _layers(spec)  # the threshold line
+    rule = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rule")
+    assert rule["encoding"]["x"]["field"] == "threshold"
+    assert "margin top-1 − runner-up 0.700" in spec["title"]["subtitle"][0]
+    assert "3 of 3 entries shown" in spec["title"]["subtitle"][0]
+    assert all(axis["labelOverlap"] is False for axis in _band_axes(spec))
+    assert spec["height"] == {"step": charts.BAR_STEP}  # every bar gets room for its label
 
 
-def test_score_bars_no_threshold_single_layer():
-    spec = charts.score_bars(["a"], [0.3]).to_dict()
-    assert spec["mark"]["type"] == "bar"
+def test_score_bars_two_entries_have_room_for_both_labels():
+    spec = charts.score_bars(["wug · game A → green", "wug · game B → blue"], [0.8, 0.3], chosen=0).to_dict()
+    assert len(_values(spec)) == 2 and spec["height"]["step"] >= 20
+    assert "rule" not in _layers(spec)
+    assert [v["status"] for v in _values(spec)] == ["chosen", "runner-up"]
 
 
-def test_heatmap_cells():
+def test_score_bars_ten_thousand_entries_draws_top_k_only():
+    import random
+
+    rng = random.Random(0)
+    scores = [rng.uniform(-1, 0.5) for _ in range(10_000)]
+    scores[7777] = 0.99
+    scores[123] = 0.95
+    spec = charts.score_bars([f"e{i}" for i in range(10_000)], scores, chosen=7777, threshold=0.5, k=10).to_dict()
+    values = _values(spec)
+    assert len(values) == 10
+    assert values[0]["index"] == 7777 and values[0]["status"] == "chosen"
+    assert values[1]["index"] == 123 and values[1]["status"] == "runner-up"
+    assert sorted(v["score"] for v in values)[0] >= sorted(scores)[-10]
+    assert "10 of 10000 entries shown" in spec["title"]["subtitle"][0]
+
+
+def test_score_bars_nothing_chosen_marks_the_best_as_not_injected():
+    spec = charts.score_bars(["a", "b"], [0.31, 0.1], chosen=-1, threshold=0.5).to_dict()
+    assert [v["status"] for v in _values(spec)] == ["top-1, not injected", "runner-up"]
+
+
+def test_score_bars_chosen_kept_even_outside_top_k_and_switched_off_marked():
+    spec = charts.score_bars(["a", "b", "c"], [0.9, 0.8, 0.1], chosen=2, k=2, disabled={0}).to_dict()
+    assert {v["index"]: v["status"] for v in _values(spec)} == {0: "switched off", 2: "chosen"}
+
+
+def test_score_bars_rejects_mismatched_inputs():
+    with pytest.raises(ValueError):
+        charts.score_bars(["a"], [0.1, 0.2])
+    with pytest.raises(ValueError):
+        charts.score_bars([], [])
+
+
+def test_heatmap_cells_labels_and_top_entries():
     c = charts.score_heatmap(["q1", "q2"], ["e1", "e2", "e3"], [[0.1, 0.2, 0.3], [0.4, float("-inf"), 0.6]])
     spec = c.to_dict()
-    values = spec["datasets"][next(iter(spec["datasets"]))]
+    values = _values(spec)
     assert len(values) == 6
     assert [v["text"] for v in values if v["question"] == "q2"][1] == "gated"
+    assert all(axis["labelOverlap"] is False for axis in _band_axes(spec))
+    many = [[(i * 37 % 101) / 100 for i in range(5000)], [(i * 53 % 97) / 100 for i in range(5000)]]
+    spec = charts.score_heatmap(["q1", "q2"], [f"e{i}" for i in range(5000)], many, k=4).to_dict()
+    assert len(_values(spec)) <= 2 * 8
+    assert "of 5000 entries shown" in spec["title"]["subtitle"][0]
 
 
-def test_token_bars_visible_space():
-    spec = charts.token_bars([(" red", 3.0), ("\n", 1.0)], "t").to_dict()
-    values = spec["datasets"][next(iter(spec["datasets"]))]
-    assert [v["token"] for v in values] == ["␣red", "↵"]
+def test_token_bars_every_label_and_visible_space():
+    tokens = [(" red", 3.0), ("\n", 1.0)] + [(f" t{i}", 0.5 - i / 10) for i in range(6)] + [(" red", 0.0)]
+    spec = charts.token_bars(tokens, "t").to_dict()
+    values = _values(spec)
+    assert [v["token"] for v in values][:2] == ["␣red", "↵"]
+    assert len({v["token"] for v in values}) == len(tokens)  # equal strings are not merged into one bar
+    axes = _band_axes(spec)
+    assert axes and all(axis["labelOverlap"] is False and axis["labelLimit"] >= 200 for axis in axes)
+    assert spec["layer"][0]["encoding"]["y"]["field"] == "token"  # horizontal bars: tokens on the y axis
+    assert spec["layer"][0]["encoding"]["y"]["sort"] == [v["token"] for v in values]  # highest score on top
+    assert spec["height"] == {"step": charts.BAR_STEP}
 
 
 def test_bench_chart_and_table():
     rows = [_row("same game A/B", m, met, r, post=.8 if met == "read" else None)
-            for m in ("none", "dual_key") for met, r in (("write", 1.0), ("read", .5))]
+            for m in ("none", "dual_key") for met, r in (("write", 1.0), ("read", .5), ("plain", 0.0))]
     spec = charts.bench_chart(rows).to_dict()
-    assert "facet" in spec and spec["facet"]["column"]["field"] == "metric"
+    assert spec["facet"]["field"] == "panel" and spec["columns"] == 5  # panels wrap, 5 to a line
+    assert spec["facet"]["sort"] == ["write", "read", "plain ↓"]  # lower-is-better marked
     marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
              for layer in spec["spec"]["layer"]]
     assert marks == ["bar", "errorbar", "tick"]
+    x_axis = spec["spec"]["layer"][0]["encoding"]["x"]["axis"]
+    assert x_axis["labelOverlap"] is False  # every mode is labelled
     table = charts.bench_table(rows)
     assert list(table.columns)[-1] == "post's figure"
     assert table["95% CI"].iloc[0] == "[0.80, 1.00]"
-    assert table["post's figure"].isna().sum() == 2
+    assert table["post's figure"].isna().sum() == 4
+
+
+def test_bench_chart_one_block_per_experiment():
+    rows = [_row(exp, m, met, .5) for exp in ("A", "B") for m in ("none", "token_match")
+            for met in ("write", "read", "paraphrase:x", "paraphrase:y", "kept", "lookalike")]
+    spec = charts.bench_chart(rows, columns=3).to_dict()
+    assert [block["title"] for block in spec["vconcat"]] == ["A", "B"]
+    assert all(block["columns"] == 3 and len(block["facet"]["sort"]) == 6 for block in spec["vconcat"])
 
 
 def test_bench_chart_empty_raises():
