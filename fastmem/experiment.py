@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .engine import answer, prompt_states
+from .explain import explain
 from .errors import SuiteError
 from .metrics import LabelIndex, hit_mask, probe_set
 from .prompts import render
@@ -26,8 +27,6 @@ class BindingResult:
 
 
 def run_experiment(lab, suite: Suite, experiment: str, n_words: int, mode: str) -> list[BindingResult]:
-    from .lab import explain
-
     exp = suite.experiment(experiment)
     words = (suite.split("test") or suite.words)[:max(1, int(n_words))]
     rows = [(w.word, ctx, w.labels[i]) for w in words for i, ctx in enumerate(exp.contexts)]

@@ -15,6 +15,8 @@ from fastmem.suite import LABELS
 
 THREADS = 8
 
+ASKED_MODES = ("token_match", "dual_key", "raw_both_top1")
+
 
 def foreign_hooks(model: torch.nn.Module) -> list:
     """Hooks other than transformers' own output-capturing ones (installed once by transformers 5 on the
@@ -42,7 +44,7 @@ def run_session(lab, rows, barrier=None, rounds: int = 2):
         results = lab.write(bank, rows[r::rounds])
         out.append(tuple((w.word, w.context, w.label, w.status) for w in results))
         for word, context, _ in rows:
-            for mode in ("token_match", "dual_key", "raw_both_top1"):
+            for mode in ASKED_MODES:
                 got = lab.ask(bank, lab.parse_question(f"Question: in {context}, what is {word}? Answer:"), mode=mode)
                 out.append((mode, word, context, got.chosen, got.answer, got.base_answer, got.logits))
     return out, lab.export_memory(bank)
@@ -74,7 +76,7 @@ def test_sessions_stay_apart_tiny(tiny_lab):
     words = ["blicket", "dax", "wug", "toma"]
     rows = [session_rows(i, words, ["game A", "game B"], list(LABELS[:12])) for i in range(THREADS)]
     alone = check_sessions(tiny_lab, rows)
-    assert all(len(seen) == 2 + 2 * 2 * len(words) for seen, _ in alone)
+    assert all(len(seen) == 2 + len(ASKED_MODES) * 2 * len(words) for seen, _ in alone)
 
 
 @pytest.mark.integration
