@@ -73,8 +73,8 @@ stop_col.button("Stop", key="bench_stop", disabled=not running, on_click=stop_jo
 
 def show_results(rows: list, final: bool, timing) -> None:
     st.dataframe(pivot_frame(rows), hide_index=True, width="stretch",
-                 column_config={"experiment": st.column_config.TextColumn(pinned=True),
-                                "mode": st.column_config.TextColumn(pinned=True)})
+                 column_config={"experiment": st.column_config.TextColumn(pinned=True, width="medium"),
+                                "mode": st.column_config.TextColumn(pinned=True, width="medium")})
     st.caption(FOOTNOTE + " α and threshold are this model's calibrated values; the post's figures are for "
                           "Pythia-70M (compare shapes, not decimals).")
     if not final:
