@@ -80,7 +80,8 @@ def mark(text: str, word: str, context: str | None = None) -> SlottedPrompt:
     """Mark the slots of a free-typed prompt by hand: the user names the word (and context) in it.
 
     The last occurrence of the word is used (it sits next to the answer), preferring one that stands as a
-    whole word (so 'cat' is not found inside 'category'); the context must precede it.
+    whole word (so 'cat' is not found inside 'category'). The context may stand before or after the word
+    (`what does blicket mean in game A?`); the occurrence nearest the word that does not overlap it is used.
     """
     _need_text("question", text)
     _need_text("word", word)
@@ -93,9 +94,14 @@ def mark(text: str, word: str, context: str | None = None) -> SlottedPrompt:
         raise BindingError(f"The word {word!r} does not occur in the question {text!r}.")
     ctx_span = None
     if context:
-        c_at = text.rfind(context, 0, at + len(word))
-        if c_at < 0:
+        found = [i for i in range(len(text)) if text.startswith(context, i)]
+        apart = [i for i in found if i + len(context) <= at or i >= at + len(word)]
+        if not found:
             raise BindingError(f"The context {context!r} does not occur in the question {text!r}.")
+        if not apart:
+            raise BindingError(f"The context {context!r} overlaps the word {word!r} in the question: mark two "
+                               "separate parts of it.")
+        c_at = min(apart, key=lambda i: at - (i + len(context)) if i < at else i - (at + len(word)))
         ctx_span = (c_at, c_at + len(context))
     return SlottedPrompt(text, (at, at + len(word)), ctx_span, context)
 

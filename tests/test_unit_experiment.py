@@ -1,4 +1,6 @@
 """The Experiments page's library call: per-binding results under the benchmark's read rule."""
+import pytest
+
 from fastmem.experiment import run_experiment
 
 
@@ -27,3 +29,21 @@ def test_typed_questions_in_paraphrase_forms_are_keyed_on_word_and_context(tiny_
     assert q.text[q.context_span[0]:q.context_span[1]] == "game A"
     q = tiny_lab.parse_question("In game B, the meaning of dax is")
     assert (q.word, q.context) == ("dax", "game B")
+
+
+def test_marking_accepts_the_context_after_the_word_and_refuses_overlaps(tiny_lab):
+    from fastmem.errors import BindingError
+    from fastmem.prompts import mark
+
+    q = tiny_lab.parse_question("Question: what does blicket mean in game A? Answer:", word="blicket",
+                                context="game A")
+    assert q.text[q.word_span[0]:q.word_span[1]] == "blicket"
+    assert q.text[q.context_span[0]:q.context_span[1]] == "game A" and q.context_span[0] > q.word_span[1]
+    # the occurrence of the context nearest the word
+    text = "In game A, dax means red. Question: what does dax mean in game A? Answer:"
+    p = mark(text, "dax", "game A")
+    assert p.word_span[0] == text.rindex("dax") and p.context_span[0] == text.rindex("game A")
+    with pytest.raises(BindingError, match="overlaps the word"):
+        mark("Question: what is dax game? Answer:", "dax", "dax game")
+    with pytest.raises(BindingError, match="does not occur"):
+        mark("Question: what is dax? Answer:", "dax", "game A")
