@@ -15,22 +15,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from browser import BROWSER_ARGS, IDLE_JS, chromium_path, log_problems, streamlit_server  # noqa: E402
+import browser as helpers  # noqa: E402
+from browser import BROWSER_ARGS, chromium_path, log_problems, streamlit_server  # noqa: E402
 
 TIMEOUT_MS = 900_000  # the first page waits for the model to load (and calibrate on a first run)
 STEP_MS = 240_000
 
 
 def idle(pg) -> None:
-    pg.wait_for_timeout(500)
-    pg.wait_for_function(IDLE_JS, timeout=TIMEOUT_MS)
-    pg.wait_for_timeout(500)
+    helpers.idle(pg, TIMEOUT_MS)
 
 
 def nav(pg, title: str) -> None:
     print(f"page: {title}", flush=True)
-    pg.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
-    idle(pg)
+    helpers.nav(pg, title, TIMEOUT_MS)
 
 
 def shot(pg, out: Path, name: str, height: int | None = None) -> Path:
@@ -95,13 +93,7 @@ def take(url: str, out: Path, width: int) -> list[Path]:
         paths.append(shot(pg, out, "inspect-heatmap"))
 
         nav(pg, "Benchmark")
-        words = pg.get_by_label("Words per experiment")
-        words.fill("8")
-        words.press("Enter")
-        idle(pg)
-        pg.get_by_role("button", name="Run benchmark").click()
-        expect(pg.get_by_text("Download CSV")).to_be_visible()
-        idle(pg)
+        helpers.run_benchmark(pg, 8, STEP_MS)
         paths.append(shot(pg, out, "benchmark"))
 
         nav(pg, "Experiments")

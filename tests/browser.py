@@ -69,3 +69,28 @@ def log_problems(log_path: Path) -> list[str]:
     """Lines of the server log that report an error (tracebacks, exceptions, error-level log records)."""
     bad = ("Traceback", "Exception", "Error", "ERROR", "CRITICAL")
     return [line for line in log_path.read_text(errors="replace").splitlines() if any(b in line for b in bad)]
+
+
+def idle(pg, timeout_ms: int = 240_000) -> None:
+    """Wait until the app's script run is over (its run state is idle)."""
+    pg.wait_for_timeout(500)
+    pg.wait_for_function(IDLE_JS, timeout=timeout_ms)
+    pg.wait_for_timeout(300)
+
+
+def nav(pg, title: str, timeout_ms: int = 240_000) -> None:
+    pg.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    idle(pg, timeout_ms)
+
+
+def run_benchmark(pg, words: int, timeout_ms: int = 240_000) -> None:
+    """On the Benchmark page: set the words per experiment, run, and wait for the results."""
+    from playwright.sync_api import expect
+
+    field = pg.get_by_label("Words per experiment")
+    field.fill(str(words))
+    field.press("Enter")
+    idle(pg, timeout_ms)
+    pg.get_by_role("button", name="Run benchmark").click()
+    expect(pg.get_by_text("Download CSV")).to_be_visible(timeout=timeout_ms)
+    idle(pg, timeout_ms)

@@ -2,7 +2,7 @@
 preset, two questions in a row (every panel follows the second), an entry switched off. Screenshots go to a
 temporary folder (the README's are written by scripts/screenshots.py, never by the tests)."""
 import pytest
-from browser import BROWSER_ARGS, IDLE_JS, ROOT, chromium_path, log_problems, streamlit_server
+from browser import BROWSER_ARGS, ROOT, chromium_path, idle, log_problems, nav, run_benchmark, streamlit_server
 
 pytestmark = pytest.mark.e2e
 LOG = ROOT / ".pytest-streamlit.log"
@@ -33,18 +33,6 @@ def page(server):
         pg.goto(server)
         yield pg
         browser.close()
-
-
-def idle(pg):
-    """Wait until the script run is over (the running indicator is gone)."""
-    pg.wait_for_timeout(500)
-    pg.wait_for_function(IDLE_JS, timeout=240_000)
-    pg.wait_for_timeout(300)
-
-
-def nav(pg, title):
-    pg.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
-    idle(pg)
 
 
 def shot(pg, folder, name):
@@ -110,13 +98,7 @@ def test_write_ask_and_every_page(page, shots):
     shot(pg, shots, "inspect")
 
     nav(pg, "Benchmark")
-    words = pg.get_by_label("Words per experiment")
-    words.fill("4")
-    words.press("Enter")
-    idle(pg)
-    pg.get_by_role("button", name="Run benchmark").click()
-    expect(pg.get_by_text("Download CSV")).to_be_visible()
-    idle(pg)
+    run_benchmark(pg, 4)
     expect(pg.get_by_test_id("stDataFrame").first).to_be_visible()
     shot(pg, shots, "benchmark")
 
