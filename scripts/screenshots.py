@@ -97,13 +97,7 @@ def take(url: str, out: Path, width: int) -> list[Path]:
         paths.append(shot(pg, out, "benchmark"))
 
         nav(pg, "Experiments")
-        num = pg.get_by_label("Words", exact=True)
-        num.fill("4")
-        num.press("Enter")
-        idle(pg)
-        pg.get_by_role("button", name="Run", exact=True).click()
-        expect(pg.get_by_text("correct answers")).to_be_visible()
-        idle(pg)
+        helpers.run_experiment(pg, 4, STEP_MS)
         paths.append(shot(pg, out, "experiments"))
         browser.close()
     return paths

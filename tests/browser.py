@@ -83,14 +83,22 @@ def nav(pg, title: str, timeout_ms: int = 240_000) -> None:
     idle(pg, timeout_ms)
 
 
-def run_benchmark(pg, words: int, timeout_ms: int = 240_000) -> None:
-    """On the Benchmark page: set the words per experiment, run, and wait for the results."""
+def fill_and_run(pg, label: str, value: int, button: str, done_text: str, timeout_ms: int = 240_000) -> None:
+    """Set a number field, press a button, and wait until `done_text` shows (Benchmark, Experiments)."""
     from playwright.sync_api import expect
 
-    field = pg.get_by_label("Words per experiment")
-    field.fill(str(words))
+    field = pg.get_by_label(label, exact=True)
+    field.fill(str(value))
     field.press("Enter")
     idle(pg, timeout_ms)
-    pg.get_by_role("button", name="Run benchmark").click()
-    expect(pg.get_by_text("Download CSV")).to_be_visible(timeout=timeout_ms)
+    pg.get_by_role("button", name=button, exact=True).click()
+    expect(pg.get_by_text(done_text)).to_be_visible(timeout=timeout_ms)
     idle(pg, timeout_ms)
+
+
+def run_benchmark(pg, words: int, timeout_ms: int = 240_000) -> None:
+    fill_and_run(pg, "Words per experiment", words, "Run benchmark", "Download CSV", timeout_ms)
+
+
+def run_experiment(pg, words: int, timeout_ms: int = 240_000) -> None:
+    fill_and_run(pg, "Words", words, "Run", "correct answers", timeout_ms)

@@ -2,7 +2,8 @@
 preset, two questions in a row (every panel follows the second), an entry switched off. Screenshots go to a
 temporary folder (the README's are written by scripts/screenshots.py, never by the tests)."""
 import pytest
-from browser import BROWSER_ARGS, ROOT, chromium_path, idle, log_problems, nav, run_benchmark, streamlit_server
+from browser import (BROWSER_ARGS, ROOT, chromium_path, idle, log_problems, nav, run_benchmark, run_experiment,
+                     streamlit_server)
 
 pytestmark = pytest.mark.e2e
 LOG = ROOT / ".pytest-streamlit.log"
@@ -103,13 +104,7 @@ def test_write_ask_and_every_page(page, shots):
     shot(pg, shots, "benchmark")
 
     nav(pg, "Experiments")
-    num = pg.get_by_label("Words", exact=True)
-    num.fill("3")
-    num.press("Enter")
-    idle(pg)
-    pg.get_by_role("button", name="Run", exact=True).click()
-    expect(pg.get_by_text("correct answers")).to_be_visible()
-    idle(pg)
+    run_experiment(pg, 3)
     shot(pg, shots, "experiments")
 
 
