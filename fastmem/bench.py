@@ -18,6 +18,7 @@ from . import metrics
 from .calibrate import Calibration, empty_bank
 from .engine import answer, make_entries, prompt_states
 from .lm import FrozenLM, PromptStates
+from .memory import MemoryBank
 from .metrics import PARAPHRASE, LabelIndex, ProbeSet, hit_mask, probe_set
 from .probes import answer_matches, fact_pool, lookalikes
 from .prompts import SlottedPrompt, render, unrelated_prompt
@@ -105,6 +106,60 @@ def fact_probes() -> ProbeSet:
                      [None] * len(facts))
 
 
+def qualified_facts(lm: FrozenLM, facts: ProbeSet, base_ids: torch.Tensor) -> tuple[ProbeSet, torch.Tensor]:
+    """The fact prompts the plain model answers right (`probes.answer_matches` on its first greedy token), and
+    their positions in `facts`: the only ones `kept` scores."""
+    keep = [i for i, t in enumerate(facts.targets) if answer_matches(lm.tokenizer, int(base_ids[i]), t)]
+    return (probe_set("kept", [facts.prompts[i] for i in keep], [facts.targets[i] for i in keep], [None] * len(keep)),
+            torch.tensor(keep, dtype=torch.long))
+
+
+class StateStore:
+    """States of every prompt run so far, one forward pass per unique prompt; a probe set's states are a
+    selection of rows, not a re-concatenation."""
+
+    def __init__(self, lm: FrozenLM, bank: MemoryBank, progress=None):
+        self.lm, self.bank, self.progress = lm, bank, progress
+        self.states: PromptStates | None = None
+        self.row_of: dict[SlottedPrompt, int] = {}
+        self.forward_s, self.forward_passes = 0.0, 0
+
+    def __call__(self, prompts) -> PromptStates:
+        prompts = list(prompts)
+        new = [p for p in unique_prompts(prompts) if p not in self.row_of]
+        if new:
+            start = time.perf_counter()
+            got = prompt_states(self.lm, self.bank, new, progress=self.progress)
+            self.forward_s += time.perf_counter() - start
+            self.forward_passes += len(new)
+            offset = 0 if self.states is None else len(self.states)
+            self.states = got if self.states is None else PromptStates.cat([self.states, got])
+            self.row_of.update({p: offset + i for i, p in enumerate(new)})
+        return self.states.select(torch.tensor([self.row_of[p] for p in prompts], dtype=torch.long))
+
+
+def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Calibration, experiment: str,
+                 mode: str, probes: ProbeSet, states: PromptStates, base_logits: torch.Tensor | None = None,
+                 labels: LabelIndex | None = None, post: dict | None = None) -> list[Row]:
+    """Rows for one probe set under one mode, from one retrieval and injection; an unrelated set also gives
+    `unchanged` (the same answers under another rule). The one scoring path of bench, scale and curve."""
+    s = cal.settings(mode)
+    labels = labels or LabelIndex.of(bank)
+    sets = [probes] + ([probe_set("unchanged", probes.prompts, probes.targets, probes.contexts)]
+                       if probes.metric == "unrelated" else [])
+    got = answer(lm, bank, geometry, states, list(probes.contexts), mode, s.alpha, s.threshold, base_logits) \
+        if len(probes) else None
+    rows = []
+    for p in sets:
+        n = len(p)
+        h = int(hit_mask(p, got.ids, got.base_ids, labels, lm.label_token).sum()) if n else 0
+        lo, hi = wilson(h, n)
+        rows.append(Row(lm.name, experiment, mode, p.metric, n, h, h / max(1, n), lo, hi, cal.seed, cal.key_layer,
+                        cal.symbol_layer, cal.context_layer, cal.value_steps, s.alpha, s.threshold,
+                        (post or {}).get((experiment, mode, p.metric)), cal.token_layer))
+    return rows
+
+
 def run_bench(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometry, experiments=None,
               modes=MODES, words_per_experiment: int | None = None, progress=None, should_stop=None,
               on_row=None) -> tuple[list[Row], Timing]:
@@ -118,8 +173,7 @@ def run_bench(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometr
     total = len(unique_prompts([p for s in shared for p in s.prompts]
                                + [p for binds, sets in plan for p in [b.write for b in binds]
                                   + [q for s in sets for q in s.prompts]]))
-    done, states_of = [0], {}
-    bank0 = empty_bank(lm, cal)
+    done = [0]
 
     def tick(n):
         done[0] += n
@@ -128,66 +182,37 @@ def run_bench(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometr
         if should_stop and should_stop():
             raise Stopped
 
-    def forward(prompts):  # one forward pass per prompt not seen before
-        new = [p for p in unique_prompts(prompts) if p not in states_of]
-        start = time.perf_counter()
-        if new:
-            got = prompt_states(lm, bank0, new, progress=tick)
-            states_of.update({p: got.select(slice(i, i + 1)) for i, p in enumerate(new)})
-        timing.forward_s += time.perf_counter() - start
-        timing.forward_passes += len(new)
-        return PromptStates.cat([states_of[p] for p in prompts]) if prompts else None
-
+    store = StateStore(lm, empty_bank(lm, cal), tick)
+    start = time.perf_counter()
     try:
-        shared_states = {s.metric: forward(list(s.prompts)) for s in shared}
-        facts = shared[1]
-        base_facts = lm.logits(shared_states["kept"].final).argmax(-1)
-        keep = [i for i, f in enumerate(facts.targets) if answer_matches(lm.tokenizer, int(base_facts[i]), f)]
-        shared[1] = probe_set("kept", [facts.prompts[i] for i in keep], [facts.targets[i] for i in keep],
-                              [None] * len(keep))
-        shared_states["kept"] = shared_states["kept"].select(torch.tensor(keep, dtype=torch.long))
+        unrelated, facts = shared
+        fact_states = store(facts.prompts)
+        kept, keep = qualified_facts(lm, facts, lm.logits(fact_states.final).argmax(-1))
+        shared_sets = [(unrelated, store(unrelated.prompts)), (kept, fact_states.select(keep))]
         for exp, (binds, sets) in zip(chosen, plan):
-            write_states = forward([b.write for b in binds])
-            set_states = {s.metric: forward(list(s.prompts)) for s in sets}
-            start = time.perf_counter()
+            write_states = store([b.write for b in binds])
+            scored = [(s, store(s.prompts)) for s in sets] + shared_sets
             bank = empty_bank(lm, cal)
             for entry in make_entries(lm, bank, write_states, [b.word for b in binds], [b.context for b in binds],
                                       [b.label for b in binds], [b.write for b in binds]):
                 bank.add(entry)
+            labels = LabelIndex.of(bank)
+            base = [lm.logits(st.final) for _, st in scored]  # the plain model's, shared by every mode
             for mode in modes:
-                for s, st in [(s, set_states[s.metric]) for s in sets] + [(s, shared_states[s.metric]) for s in shared]:
-                    row = _score(lm, bank, geometry, cal, exp.name, mode, s, st, post)
-                    rows.append(row)
-                    if on_row:
-                        on_row(row)
-                    if s.metric == "unrelated":  # unchanged: the same answers, another rule
-                        row = _score(lm, bank, geometry, cal, exp.name, mode,
-                                     probe_set("unchanged", s.prompts, s.targets, s.contexts), st, post)
+                for (s, st), b in zip(scored, base):
+                    for row in score_probes(lm, bank, geometry, cal, exp.name, mode, s, st, b, labels, post):
                         rows.append(row)
                         if on_row:
                             on_row(row)
-            timing.other_s += time.perf_counter() - start
     except Stopped:
         pass
+    timing.forward_s, timing.forward_passes = store.forward_s, store.forward_passes
+    timing.other_s = time.perf_counter() - start - store.forward_s
     return rows, timing
 
 
 def unique_prompts(prompts) -> list[SlottedPrompt]:
     return list(dict.fromkeys(prompts))
-
-
-def _score(lm, bank, geometry, cal, experiment: str, mode: str, probes: ProbeSet, states, post) -> Row:
-    s = cal.settings(mode)
-    n = len(probes)
-    if n:
-        got = answer(lm, bank, geometry, states, list(probes.contexts), mode, s.alpha, s.threshold)
-        h = int(hit_mask(probes, got.ids, got.base_ids, LabelIndex.of(bank), lm.label_token).sum())
-    else:
-        h = 0
-    lo, hi = wilson(h, n)
-    return Row(lm.name, experiment, mode, probes.metric, n, h, h / max(1, n), lo, hi, cal.seed, cal.key_layer,
-               cal.symbol_layer, cal.context_layer, cal.value_steps, s.alpha, s.threshold,
-               post.get((experiment, mode, probes.metric)), cal.token_layer)
 
 
 def rows_to_csv(rows: list[Row]) -> str:

@@ -18,16 +18,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .engine import inject, make_entries
+from .engine import make_entries
 from .errors import SuiteError
 from .lm import FrozenLM, PromptStates
 from .loading import cache_dir
 from .memory import MemoryBank
-from .metrics import LabelIndex, ProbeSet, hit_mask, probe_set
+from .metrics import ProbeSet, Sweep, probe_set
 from .probes import lookalikes
 from .projector import KeyProjector, ProjectorConfig, train_projector
 from .prompts import render, unrelated_prompt
-from .retrieval import MODES, KeyGeometry, QueryKeys, retrieve, score_entries
+from .retrieval import MODES, KeyGeometry, QueryKeys, score_entries
 from .suite import Suite, bindings
 
 ALPHAS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -182,30 +182,10 @@ def _token_layer_separation(ts: _Training, bank: MemoryBank, geometry: KeyGeomet
     return float(own.quantile(0.1) - negative.quantile(0.9))
 
 
-def _dev_metrics(lm, bank, geometry, ts, mode, alphas, thresholds, unembedding) -> dict:
+def _dev_metrics(lm, bank, geometry, ts, mode, alphas, thresholds) -> dict:
     """{(alpha, threshold): {metric: rate}} on the dev probe sets, retrieving once per probe set."""
-    labels = LabelIndex.of(bank)
-    cache = {}
-    for name, probes in ts.probes.items():
-        if not len(probes):
-            continue
-        states = ts.probe_states[name]
-        got = retrieve(mode, QueryKeys.from_states(states, bank, probes.contexts), bank, geometry, None)
-        base = lm.logits(states.final)
-        cache[name] = (got, base, got.values @ unembedding.T)
-    out = {}
-    for alpha in alphas:
-        for thr in thresholds:
-            rates = {}
-            for name, (got, base, delta) in cache.items():
-                on = got.chosen >= 0
-                if thr is not None:
-                    on = on & (got.best >= thr)
-                ids = inject(base, delta, on, alpha).argmax(-1)
-                hits = hit_mask(ts.probes[name], ids, base.argmax(-1), labels, lm.label_token)
-                rates[name] = hits.float().mean().item()
-            out[(alpha, thr)] = rates
-    return out
+    sweep = Sweep(lm, bank, geometry, mode, [(p, ts.probe_states[k]) for k, p in ts.probes.items()])
+    return {(alpha, thr): sweep.rates(alpha, thr) for alpha in alphas for thr in thresholds}
 
 
 def _objective(rates: dict[str, float]) -> float:
@@ -254,13 +234,12 @@ def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, p
         if chosen is None or separation > chosen[0]:
             chosen = (separation, token_layer, geometry, bank)
     _, token_layer, geometry, bank = chosen
-    unembedding = lm.unembedding.detach().float().cpu()
     modes, dev_scores = {}, {}
     for mode in MODES:
         if mode == "none":
             modes[mode] = ModeSettings(0.0, None)
             continue
-        table = _dev_metrics(lm, bank, geometry, ts, mode, ALPHAS, THRESHOLDS, unembedding)
+        table = _dev_metrics(lm, bank, geometry, ts, mode, ALPHAS, THRESHOLDS)
         alpha, thr = _choose(table)
         modes[mode] = ModeSettings(alpha, thr)
         dev_scores[mode] = table[(alpha, thr)]

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from .bench import experiment_probes
 from .calibrate import Calibration, empty_bank
-from .engine import inject, make_entries, prompt_states
+from .engine import make_entries, prompt_states
 from .lm import FrozenLM
-from .metrics import PARAPHRASE, LabelIndex, hit_mask
-from .retrieval import KeyGeometry, QueryKeys, retrieve
+from .metrics import PARAPHRASE, Sweep
+from .retrieval import KeyGeometry
 from .suite import Suite
 
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(2, 20))
@@ -35,19 +35,12 @@ def operating_curve(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyG
     for entry in make_entries(lm, bank, write, [b.word for b in binds], [b.context for b in binds],
                               [b.label for b in binds], [b.write for b in binds]):
         bank.add(entry)
-    alpha, labels, unembedding = cal.settings(mode).alpha, LabelIndex.of(bank), lm.unembedding.detach().float().cpu()
-    scored = []
-    for s in (s for s in sets if s.metric != "write"):
-        states = prompt_states(lm, bank, list(s.prompts))
-        got = retrieve(mode, QueryKeys.from_states(states, bank, s.contexts), bank, geometry, None)
-        base = lm.logits(states.final)
-        scored.append((s, got, base, got.values @ unembedding.T))
+    alpha = cal.settings(mode).alpha
+    sweep = Sweep(lm, bank, geometry, mode, [(s, prompt_states(lm, bank, list(s.prompts))) for s in sets
+                                             if s.metric != "write"])
     points = []
     for t in thresholds:
-        rates = {}
-        for s, got, base, delta in scored:
-            ids = inject(base, delta, (got.chosen >= 0) & (got.best >= t), alpha).argmax(-1)
-            rates[s.metric] = hit_mask(s, ids, base.argmax(-1), labels, lm.label_token).float().mean().item()
+        rates = sweep.rates(alpha, t)
         para = [v for k, v in rates.items() if k.startswith(PARAPHRASE)]
         points.append(OperatingPoint(t, rates["read"], sum(para) / max(1, len(para)), rates["wrong_context"],
                                      rates["lookalike"], rates["plain"]))

@@ -89,3 +89,34 @@ def hit_mask(probes: ProbeSet, ids: torch.Tensor, base_ids: torch.Tensor, labels
     if kind == "word_label":
         return torch.tensor([g in labels.by_word.get(t, ()) for g, t in zip(got, probes.targets)], dtype=torch.bool)
     return torch.tensor([g in labels.all_ids for g in got], dtype=torch.bool)
+
+
+class Sweep:
+    """Rates of several probe sets as alpha and the threshold move, retrieving once per set: the plain logits
+    and each retrieved value's logit change are kept, and every (alpha, threshold) is one injection
+    (calibration chooses with it on dev probes, `curve` draws test probes with it)."""
+
+    def __init__(self, lm, bank: MemoryBank, geometry, mode: str, sets):
+        from .retrieval import QueryKeys, retrieve
+
+        self.lm, self.labels = lm, LabelIndex.of(bank)
+        unembedding = lm.unembedding.detach().float().cpu()
+        self.scored = []
+        for probes, states in sets:
+            if not len(probes):
+                continue
+            got = retrieve(mode, QueryKeys.from_states(states, bank, probes.contexts), bank, geometry, None)
+            base = lm.logits(states.final)
+            self.scored.append((probes, got, base, got.values @ unembedding.T))
+
+    def rates(self, alpha: float, threshold: float | None) -> dict[str, float]:
+        from .engine import inject
+
+        out = {}
+        for probes, got, base, delta in self.scored:
+            on = got.chosen >= 0
+            if threshold is not None:
+                on = on & (got.best >= threshold)
+            ids = inject(base, delta, on, alpha).argmax(-1)
+            out[probes.metric] = hit_mask(probes, ids, base.argmax(-1), self.labels, self.lm.label_token).float().mean().item()
+        return out

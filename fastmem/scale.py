@@ -12,30 +12,17 @@ from dataclasses import dataclass
 
 import torch
 
-from .bench import fact_probes
-from .engine import answer, prompt_states
+from .bench import Row, fact_probes, qualified_facts, score_probes
+from .engine import prompt_states
 from .errors import SettingsError
 from .lab import Lab
-from .metrics import LabelIndex, ProbeSet, hit_mask, probe_set
-from .probes import answer_matches, lookalikes
+from .metrics import LabelIndex, ProbeSet, probe_set
+from .probes import lookalikes
 from .prompts import render
 from .retrieval import DEFAULT_MODE, QueryKeys, retrieve
-from .stats import wilson
 from .suite import LABELS, nonce_words
 
 MAX_SIZE = 200_000
-
-
-@dataclass(frozen=True)
-class ScalePoint:
-    size: int  # bindings in memory
-    mode: str
-    metric: str
-    n: int
-    hits: int
-    rate: float
-    ci_low: float
-    ci_high: float
 
 
 @dataclass(frozen=True)
@@ -53,8 +40,13 @@ def check_sizes(sizes) -> list[int]:
     return sizes
 
 
+def size_label(size: int) -> str:
+    """The `experiment` of a scale row: one memory of that many bindings."""
+    return f"{size:,} bindings"
+
+
 def run_scale(lab: Lab, sizes, seed: int = 0, sample: int = 128, mode: str = DEFAULT_MODE,
-              progress=None) -> tuple[list[ScalePoint], list[ScaleTiming]]:
+              progress=None) -> tuple[list[Row], list[ScaleTiming]]:
     sizes = check_sizes(sizes)
     rng = random.Random(seed)
     taken = {w.word for w in lab.suite.words}
@@ -80,11 +72,8 @@ def run_scale(lab: Lab, sizes, seed: int = 0, sample: int = 128, mode: str = DEF
         states = {s.metric: prompt_states(lab.lm, bank, list(s.prompts)) for s in sets}
         index = LabelIndex.of(bank)
         for s in sets:
-            got = answer(lab.lm, bank, lab.geometry, states[s.metric], list(s.contexts), mode, settings.alpha,
-                         settings.threshold)
-            h = int(hit_mask(s, got.ids, got.base_ids, index, lab.lm.label_token).sum())
-            lo, hi = wilson(h, len(s))
-            points.append(ScalePoint(size, mode, s.metric, len(s), h, h / max(1, len(s)), lo, hi))
+            points += score_probes(lab.lm, bank, lab.geometry, lab.calibration, size_label(size), mode, s,
+                                   states[s.metric], labels=index)
         timings.append(_time_retrieval(lab, bank, states["read"], sets[0], mode, settings.threshold, size, write_s))
     return points, timings
 
@@ -106,9 +95,7 @@ def _probe_sets(lab: Lab, experiment, asked: list[str], labels: dict, written: l
 
 def _qualified_facts(lab: Lab) -> ProbeSet:
     facts = fact_probes()
-    base = lab.lm.logits(lab.lm.states(list(facts.prompts)).final).argmax(-1)
-    keep = [i for i, t in enumerate(facts.targets) if answer_matches(lab.lm.tokenizer, int(base[i]), t)]
-    return probe_set("kept", [facts.prompts[i] for i in keep], [facts.targets[i] for i in keep], [None] * len(keep))
+    return qualified_facts(lab.lm, facts, lab.lm.logits(lab.lm.states(list(facts.prompts)).final).argmax(-1))[0]
 
 
 def _time_retrieval(lab, bank, states, reads: ProbeSet, mode, threshold, size, write_s) -> ScaleTiming:
@@ -126,14 +113,14 @@ def _time_retrieval(lab, bank, states, reads: ProbeSet, mode, threshold, size, w
     return ScaleTiming(size, write_s, 1000 * statistics.median(times), build)
 
 
-def format_scale(points: list[ScalePoint], timings: list[ScaleTiming]) -> str:
+def format_scale(points: list[Row], timings: list[ScaleTiming]) -> str:
     metrics = list(dict.fromkeys(p.metric for p in points))
     head = ["bindings"] + metrics + ["write s/binding", "retrieval ms/question (p50)"]
     lines = []
     for t in timings:
         cells = [f"{t.size:,}"]
         for m in metrics:
-            p = next(p for p in points if p.size == t.size and p.metric == m)
+            p = next(p for p in points if p.experiment == size_label(t.size) and p.metric == m)
             cells.append(f"{p.rate:.3f} [{p.ci_low:.2f},{p.ci_high:.2f}] n={p.n}")
         cells += [f"{t.write_s_per_binding:.4f}", f"{t.retrieval_ms:.2f}"]
         lines.append(cells)

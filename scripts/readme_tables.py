@@ -64,7 +64,7 @@ def scale_table(data: dict) -> str:
     for t in timings:
         cells = []
         for m in metrics:
-            p = next(p for p in points if p["size"] == t["size"] and p["metric"] == m)
+            p = next(p for p in points if p["experiment"] == f"{t['size']:,} bindings" and p["metric"] == m)
             cells.append(f"{p['rate']:.3f} [{p['ci_low']:.2f},{p['ci_high']:.2f}] (n={p['n']})")
         out.append(f"| {t['size']:,} | " + " | ".join(cells)
                    + f" | {t['write_s_per_binding']:.4f} | {t['retrieval_ms']:.2f} |")

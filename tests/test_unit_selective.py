@@ -275,3 +275,17 @@ def test_a_large_memory_shortlists_words_and_chooses_as_the_exact_match_does(mon
     assert torch.equal(pruned.chosen, exact.chosen) and pruned.chosen.tolist() == asked
     torch.testing.assert_close(pruned.best, exact.best)
     assert (pruned.scores >= -1.0).all() and (pruned.scores == -1.0).sum() > 0  # entries left off the shortlist
+
+
+def test_scale_grows_one_memory_and_scores_it_with_the_benchmark_rows(tiny_lab):
+    from fastmem.scale import format_scale, run_scale, size_label
+
+    rows, timings = run_scale(tiny_lab, [4, 8], seed=0, sample=2)
+    assert [t.size for t in timings] == [4, 8] and all(t.write_s_per_binding > 0 for t in timings)
+    for size in (4, 8):
+        got = {r.metric: r for r in rows if r.experiment == size_label(size)}
+        assert set(got) == {"read", "wrong_context", "lookalike", "kept"}
+        assert got["read"].n == 2 and got["wrong_context"].n == 2 and got["lookalike"].n == 2
+        assert got["read"].mode == "token_match"
+    table = format_scale(rows, timings).splitlines()
+    assert len(table) == 3 and table[1].startswith("4 ") and table[2].startswith("8 ")
