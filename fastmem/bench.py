@@ -20,6 +20,7 @@ from .engine import answer, make_entries, prompt_states
 from .lm import FrozenLM, PromptStates
 from .memory import MemoryBank
 from .metrics import PARAPHRASE, LabelIndex, ProbeSet, hit_mask, probe_set
+from .readout import read_answers
 from .probes import answer_matches, fact_pool, lookalikes
 from .prompts import SlottedPrompt, render, unrelated_prompt
 from .retrieval import MODES, KeyGeometry
@@ -149,10 +150,11 @@ def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Cal
                        if probes.metric == "unrelated" else [])
     got = answer(lm, bank, geometry, states, list(probes.contexts), mode, s.alpha, s.threshold, base_logits) \
         if len(probes) else None
+    answers = read_answers(lm, bank, probes, got, s.alpha, labels) if got is not None else None
     rows = []
     for p in sets:
         n = len(p)
-        h = int(hit_mask(p, got.ids, got.base_ids, labels, lm.label_token).sum()) if n else 0
+        h = int(hit_mask(p, answers.ids, answers.base_ids, labels, lm.label_tokens).sum()) if n else 0
         lo, hi = wilson(h, n)
         rows.append(Row(lm.name, experiment, mode, p.metric, n, h, h / max(1, n), lo, hi, cal.seed, cal.key_layer,
                         cal.symbol_layer, cal.context_layer, cal.value_steps, s.alpha, s.threshold,

@@ -15,6 +15,7 @@ from .lm import FrozenLM, PromptStates
 from .memory import MemoryBank, MemoryEntry
 from .prompts import SlottedPrompt
 from .retrieval import KeyGeometry, QueryKeys, Retrieved, as_number, retrieve
+from .decode import answer_states
 from .values import correction_vector
 
 MAX_ALPHA = 1000.0
@@ -40,19 +41,28 @@ def prompt_states(lm: FrozenLM, bank: MemoryBank, prompts: list[SlottedPrompt], 
 
 def make_entries(lm: FrozenLM, bank: MemoryBank, states: PromptStates, words, contexts, labels,
                  prompts: list[SlottedPrompt]) -> list[MemoryEntry]:
-    """Entries from the states of write prompts (the label is the token after each prompt)."""
-    label_ids = [lm.label_token(label) for label in labels]
-    values = correction_vector(states.final, torch.tensor(label_ids), lm.unembedding.detach().float().cpu(),
-                               steps=bank.value_steps, bias=head_bias(lm))
+    """Entries from the states of write prompts (the label follows each prompt). A label of n tokens gets
+    n corrections, each from the state before that token with the label teacher-forced."""
+    label_ids = [lm.label_tokens(label) for label in labels]
+    finals = [states.final[i:i + 1] for i in range(len(labels))]
+    multi = [i for i, ids in enumerate(label_ids) if len(ids) > 1]
+    if multi:  # one more forward pass, only for the multi-token labels
+        rows = [lm.encode(prompts[i]).ids + list(label_ids[i][:-1]) for i in multi]
+        for i, got in zip(multi, answer_states(lm, rows, [len(label_ids[i]) for i in multi])):
+            finals[i] = got
+    flat = correction_vector(torch.cat(finals), torch.tensor([t for ids in label_ids for t in ids]),
+                             lm.unembedding.detach().float().cpu(), steps=bank.value_steps, bias=head_bias(lm))
+    values = flat.split([len(ids) for ids in label_ids])
     tokens = [[None] * len(words)] * 2
     if bank.token_layer >= 0:
         tokens = [[t[i][m[i]].clone() for i in range(len(words))]
                   for t, m in (ts.at(bank.token_layer) for ts in (states.word_tokens, states.context_tokens))]
-    return [MemoryEntry(w, c, label.strip(), lid, p.text, p.word_span, p.context_span,
+    return [MemoryEntry(w, c, label.strip(), ids[0], p.text, p.word_span, p.context_span,
                         states.word[i, bank.key_layer].clone(),
                         states.context[i, bank.context_layer].clone(), states.word[i, bank.symbol_layer].clone(),
-                        values[i].clone(), tokens[0][i], tokens[1][i])
-            for i, (w, c, label, lid, p) in enumerate(zip(words, contexts, labels, label_ids, prompts))]
+                        values[i][0].clone(), tokens[0][i], tokens[1][i], tuple(ids[1:]),
+                        values[i][1:].clone() if len(ids) > 1 else None)
+            for i, (w, c, label, ids, p) in enumerate(zip(words, contexts, labels, label_ids, prompts))]
 
 
 @dataclass(frozen=True)

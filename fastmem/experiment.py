@@ -11,6 +11,7 @@ from .explain import explain
 from .errors import SuiteError
 from .metrics import LabelIndex, hit_mask, probe_set
 from .prompts import render
+from .readout import decoded, read_answers
 from .suite import Suite
 
 
@@ -40,13 +41,15 @@ def run_experiment(lab, suite: Suite, experiment: str, n_words: int, mode: str) 
         states = prompt_states(lab.lm, scratch, list(reads.prompts))
         s = lab.calibration.settings(mode)
         got = answer(lab.lm, scratch, lab.geometry, states, list(reads.contexts), mode, s.alpha, s.threshold)
-        hits = hit_mask(reads, got.ids, got.base_ids, LabelIndex.of(scratch), lab.lm.label_token)
+        labels = LabelIndex.of(scratch)
+        answers = read_answers(lab.lm, scratch, reads, got, s.alpha, labels)
+        hits = hit_mask(reads, answers.ids, answers.base_ids, labels, lab.lm.label_tokens)
         for i, w in enumerate(good):
             scores, chosen = got.retrieved.scores[i], int(got.retrieved.chosen[i])
             right = scratch.find(w.word, w.context)
             entry = scratch.entries[chosen] if chosen >= 0 else None
             out[(w.word, w.context)] = BindingResult(
-                w.word, w.context, w.label, bool(hits[i]), lab.lm.tokenizer.decode([int(got.ids[i])]),
+                w.word, w.context, w.label, bool(hits[i]), lab.lm.tokenizer.decode(decoded(answers.ids[i])),
                 f"{entry.word} · {entry.context} → {entry.label}" if entry else "nothing",
                 _margin(scores, right, chosen), explain(scratch, reads.prompts[i], mode, scores, chosen, s.threshold))
     if not out:

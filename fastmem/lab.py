@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .calibrate import Calibration, empty_bank, load_or_calibrate
+from .decode import greedy
 from .engine import answer, check_alpha, make_entries, prompt_states
 from .explain import explain
 from .errors import BindingError, FastmemError, LabelError, MemoryFileError, SettingsError
@@ -25,7 +26,7 @@ from .suite import Suite, load_suite
 WRITE_TEMPLATE = "In {context}, {word} means"
 READ_TEMPLATE = "Question: in {context}, what is {word}? Answer:"
 PLAIN_TEMPLATE = "Question: what is {word}? Answer:"
-MAX_WORD, MAX_CONTEXT, MAX_QUESTION = 64, 128, 2000
+MAX_WORD, MAX_LABEL, MAX_CONTEXT, MAX_QUESTION = 64, 120, 128, 2000
 
 
 def clean_field(name: str, text, max_len: int) -> str:
@@ -66,12 +67,15 @@ class AskResult:
     reason: str
     base_logits: torch.Tensor  # [V]
     logits: torch.Tensor  # [V]
-    value: torch.Tensor  # [d] injected value (zeros when none)
-    base_answer: str
-    answer: str
+    value: torch.Tensor  # [d] injected value for the first answer token (zeros when none)
+    base_answer: str  # the plain model's greedy answer, as many tokens as `answer`
+    answer: str  # the greedy answer with memory: as many tokens as the injected entry's label (else one)
     base_generation: str = ""
     generation: str = ""
     extra: dict = field(default_factory=dict)
+    values: torch.Tensor | None = None  # [n, d] the injected entry's correction per label token
+    answer_ids: tuple[int, ...] = ()
+    base_answer_ids: tuple[int, ...] = ()
 
 
 class Lab:
@@ -115,7 +119,7 @@ class Lab:
         except SettingsError as exc:
             raise MemoryFileError(str(exc)) from None
         vocab = self.lm.unembedding.shape[0]
-        if any(not 0 <= e.label_id < vocab for e in bank.entries):
+        if any(not 0 <= t < vocab for e in bank.entries for t in e.label_ids):
             raise MemoryFileError(f"The memory file has label ids outside this model's vocabulary (0..{vocab - 1}).")
         if bank.token_layer != self.calibration.token_layer:  # a version-1 file, or another calibration's layer
             try:
@@ -146,8 +150,8 @@ class Lab:
                 if not ok_row:
                     raise BindingError(f"A row must be (word, context, label), not {str(row)[:60]!r}.")
                 w, c = clean_field("word", word, MAX_WORD), clean_field("context", context, MAX_CONTEXT)
-                lab = clean_field("label", label, MAX_WORD)
-                self._label_id(lab)
+                lab = clean_field("label", label, MAX_LABEL)
+                self._label_ids(lab)
                 prompt = render(template, w, c)
                 self.lm.encode(prompt)
                 good.append((len(results), w, c, lab, prompt))
@@ -224,9 +228,14 @@ class Lab:
         r = got.retrieved
         chosen, best = int(r.chosen[0]), float(r.best[0])
         reason = explain(bank, prompt, mode, r.scores[0], chosen, threshold)
+        values = bank.entries[chosen].values if chosen >= 0 else torch.zeros(1, bank.hidden_size)
+        # as many tokens as the injected label, each with its own correction; the plain answer as long
+        mem, base = greedy(self.lm, [encoded.ids] * 2, [int(got.ids[0]), int(got.base_ids[0])], len(values) - 1,
+                           torch.stack([values[1:], torch.zeros_like(values[1:])]), alpha)
+        decode = self.lm.tokenizer.decode
         result = AskResult(prompt, encoded, mode, alpha, threshold, r.scores[0], chosen, best, reason,
-                           got.base_logits[0], got.logits[0], r.values[0],
-                           self.lm.tokenizer.decode([int(got.base_ids[0])]), self.lm.tokenizer.decode([int(got.ids[0])]))
+                           got.base_logits[0], got.logits[0], r.values[0], decode(base), decode(mem),
+                           values=values, answer_ids=tuple(mem), base_answer_ids=tuple(base))
         return self.continue_answer(result, max_new_tokens) if max_new_tokens > 0 else result
 
     def continue_answer(self, result: AskResult, max_new_tokens: int = 4) -> AskResult:
@@ -234,7 +243,12 @@ class Lab:
         one batch. Separate from `ask` so an app can show the answer first and the continuations after."""
         _check_count(max_new_tokens, 1)
         firsts = [int(result.base_logits.argmax()), int(result.logits.argmax())]
-        base, new = self.lm.continuations(result.prompt.text, firsts, min(int(max_new_tokens), 32))
+        steps = min(int(max_new_tokens), 32) - 1
+        tail = torch.zeros(2, steps, self.lm.hidden_size)
+        if result.values is not None and steps > 0:  # the memory row gets its label's later corrections
+            later = result.values[1:1 + steps]
+            tail[1, :len(later)] = later
+        base, new = self.lm.continuations(result.prompt.text, firsts, steps + 1, tail, result.alpha)
         return _with(result, base_generation=self.lm.tokenizer.decode(base), generation=self.lm.tokenizer.decode(new))
 
     def run_experiment(self, suite: Suite, experiment: str, n_words: int, mode: str = DEFAULT_MODE) -> list:
@@ -244,14 +258,15 @@ class Lab:
         check_mode(mode)
         return run_experiment(self, suite, experiment, n_words, mode)
 
-    def _label_id(self, label: str) -> int:
-        """The label's single token id; the unknown token and special tokens are not labels."""
-        lid = self.lm.label_token(label)
+    def _label_ids(self, label: str) -> tuple[int, ...]:
+        """The label's token ids; the unknown token and special tokens are not labels."""
+        ids = self.lm.label_tokens(label)
         tok = self.lm.tokenizer
-        if lid == tok.unk_token_id or lid in set(tok.all_special_ids):
+        bad = [i for i in ids if i == tok.unk_token_id or i in set(tok.all_special_ids)]
+        if bad:
             raise LabelError(f"The label {label!r} is not in this model's vocabulary (it reads as "
-                             f"{tok.convert_ids_to_tokens([lid])[0]!r}).")
-        return lid
+                             f"{tok.convert_ids_to_tokens(bad)[0]!r}).")
+        return ids
 
     def top_tokens(self, logits: torch.Tensor, k: int = 10) -> list[tuple[str, float]]:
         values, ids = logits.float().topk(min(k, logits.shape[-1]))

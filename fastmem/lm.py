@@ -24,6 +24,7 @@ class EncodedPrompt:
     answer_position: int  # the last token: its final state predicts the answer
 
 
+MAX_LABEL_TOKENS = 8  # a label is a word or short phrase; each token gets its own correction
 MAX_SPAN_TOKENS = 12  # token-level keys keep at most the last 12 tokens of a word or context span
 
 
@@ -90,7 +91,7 @@ class FrozenLM:
         self.n_layers = num_layers(model)
         self.hidden_size = int(model.get_output_embeddings().weight.shape[1])
         self.device = next(model.parameters()).device
-        self._label_ids: dict[str, int] = {}  # label text -> token id (the tokenizer never changes)
+        self._label_ids: dict[str, tuple[int, ...]] = {}  # label text -> token ids (the tokenizer never changes)
 
     @classmethod
     def load(cls, spec: str, device: str = "auto") -> "FrozenLM":
@@ -108,23 +109,21 @@ class FrozenLM:
         return layer
 
     # -- tokens ---------------------------------------------------------------------------
-    def label_token(self, label: str) -> int:
-        """The single token id of ` label` (with its leading space); several tokens is an error."""
+    def label_tokens(self, label: str) -> tuple[int, ...]:
+        """The token ids of ` label` (with its leading space): at most MAX_LABEL_TOKENS of them."""
         if isinstance(label, str) and label in self._label_ids:  # scoring asks for the same labels many times
             return self._label_ids[label]
-        text = " " + label.strip()
-        if not label.strip():
+        if not isinstance(label, str) or not label.strip():
             raise LabelError("The label is empty.")
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            pieces = self.tokenizer.convert_ids_to_tokens(ids)
-            raise LabelError(
-                f"The label {label.strip()!r} is {len(ids)} tokens for this model ({pieces}); "
-                "labels must be one token (with a leading space)."
-            )
+        ids = tuple(int(i) for i in self.tokenizer(" " + label.strip(), add_special_tokens=False)["input_ids"])
+        if not ids:
+            raise LabelError(f"The label {label.strip()!r} gives no token for this model.")
+        if len(ids) > MAX_LABEL_TOKENS:
+            raise LabelError(f"The label {label.strip()[:60]!r} is {len(ids)} tokens for this model; labels are at "
+                             f"most {MAX_LABEL_TOKENS} tokens (a short word or phrase).")
         if len(self._label_ids) < 100_000:
-            self._label_ids[label] = int(ids[0])
-        return int(ids[0])
+            self._label_ids[label] = ids
+        return ids
 
     def token_text(self, ids) -> list[str]:
         return [self.tokenizer.decode([int(i)]) for i in ids]
@@ -197,31 +196,21 @@ class FrozenLM:
         head = self.model.get_output_embeddings()
         return head(final.to(self.device, head.weight.dtype)).float().cpu()
 
-    @torch.inference_mode()
-    def continuations(self, text: str, first_tokens: list[int], max_new_tokens: int = 5) -> list[list[int]]:
-        """Greedy continuations of `text`, one per given first token, decoded together in one batch.
+    def continuations(self, text: str, first_tokens: list[int], max_new_tokens: int = 5,
+                      corrections: torch.Tensor | None = None, alpha: float = 0.0) -> list[list[int]]:
+        """Greedy continuations of `text` (at most `max_new_tokens` tokens each, the given first one
+        included), one per given first token, decoded together in one batch (`decode.greedy`).
 
-        The first token comes from already-corrected logits; the rest are the plain model's. The
-        correction acts after the final norm at the answer position only, so it never enters the KV
-        cache. All rows share the prompt and have the same length, so no padding is needed, and on a
-        memory-bound CPU a batch of two costs about what one row does.
+        `corrections` [N, max_new_tokens - 1, d] are added, times `alpha`, after the final norm at the
+        following steps (a multi-token label's later corrections); without them the rest is the plain
+        model's. On a memory-bound CPU a batch of two costs about what one row does.
         """
+        from .decode import greedy
+
         if not first_tokens:
             return []
-        firsts = list(dict.fromkeys(int(t) for t in first_tokens))  # equal first tokens decode once
-        ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(self.device)
-        rows = [[t] for t in firsts]
-        step = torch.cat([ids.expand(len(firsts), -1), torch.tensor(rows, device=self.device)], dim=1)
-        eos, past = self.tokenizer.eos_token_id, None
-        while len(rows[0]) < max_new_tokens and not all(r[-1] == eos for r in rows):
-            out = self.model(input_ids=step, past_key_values=past, use_cache=True, logits_to_keep=1)
-            past = out.past_key_values
-            nxt = out.logits[:, -1].argmax(-1).tolist()
-            for r, t in zip(rows, nxt):
-                r.append(eos if r[-1] == eos else int(t))  # a finished row stays finished
-            step = torch.tensor([[t] for t in nxt], device=self.device)
-        done = {f: r[:r.index(eos) + 1] if eos in r else r for f, r in zip(firsts, rows)}  # keep one eos
-        return [done[int(t)] for t in first_tokens]
+        ids = self.tokenizer(text)["input_ids"]
+        return greedy(self, [ids] * len(first_tokens), first_tokens, max_new_tokens - 1, corrections, alpha)
 
     def generate(self, text: str, first_logits: torch.Tensor, max_new_tokens: int = 5) -> list[int]:
         """Greedy tokens: the first from `first_logits` (already corrected), the rest from the plain model."""

@@ -13,10 +13,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 
 from .errors import BindingError, MemoryFileError
+from .lm import MAX_LABEL_TOKENS
 
 FORMAT = "fastmem-memory"
-FORMAT_VERSION = 2  # 2 adds token-level keys; version 1 files still load (re-keyed by Lab.import_memory)
-READABLE_VERSIONS = ("1", "2")
+FORMAT_VERSION = 3  # 2 added token-level keys, 3 multi-token labels (a value per label token)
+READABLE_VERSIONS = ("1", "2", "3")  # version 1 files are re-keyed by Lab.import_memory
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
 
@@ -25,24 +26,36 @@ class MemoryEntry:
     word: str
     context: str
     label: str
-    label_id: int
+    label_id: int  # the label's first token (its only one for a one-token label)
     write_text: str  # the write statement's prefix that produced key and value
     word_span: tuple[int, int]  # character span of the word in write_text (to re-key at another layer)
     context_span: tuple[int, int] | None
     key: torch.Tensor  # [d] hidden state at the word's last token, at the bank's key layer
     context_key: torch.Tensor  # [d] mean hidden state over the context phrase, at the context layer
     symbol_key: torch.Tensor  # [d] hidden state at the word's last token, at the symbol layer
-    value: torch.Tensor  # [d] correction vector
+    value: torch.Tensor  # [d] correction for the label's first token (the one retrieval hands out)
     word_tokens: torch.Tensor | None = None  # [tw, d] every word token's state at the bank's token layer
     context_tokens: torch.Tensor | None = None  # [tc, d] every context token's state at the token layer
+    tail_ids: tuple[int, ...] = ()  # the label's later tokens (none for a one-token label)
+    tail_values: torch.Tensor | None = None  # [len(tail_ids), d] their corrections, in order
 
     @property
     def slot(self) -> tuple[str, str]:
         return (self.word, self.context)
 
+    @property
+    def label_ids(self) -> tuple[int, ...]:
+        return (self.label_id,) + tuple(self.tail_ids)
+
+    @property
+    def values(self) -> torch.Tensor:
+        """[n, d]: one correction per label token."""
+        return self.value.unsqueeze(0) if not self.tail_ids else torch.cat([self.value.unsqueeze(0), self.tail_values])
+
 
 _TENSOR_FIELDS = ("key", "context_key", "symbol_key", "value")
 _TOKEN_FIELDS = ("word_tokens", "context_tokens")  # variable length: stored flat, with a count per entry
+_TAIL = "tail_values"  # variable length too; its count per entry is len(tail_ids)
 
 
 @dataclass
@@ -86,6 +99,10 @@ class MemoryBank:
         """Add an entry; returns 'added', 'replaced' or 'kept' (the old entry stays)."""
         if entry.value.shape != (self.hidden_size,):
             raise BindingError(f"Entry has hidden size {tuple(entry.value.shape)}, the memory {self.hidden_size}.")
+        tail_shape = None if entry.tail_values is None else tuple(entry.tail_values.shape)
+        if tail_shape != ((len(entry.tail_ids), self.hidden_size) if entry.tail_ids else None):
+            raise BindingError(f"Entry has {len(entry.tail_ids)} later label tokens but tail values of shape "
+                               f"{tail_shape}.")
         if self.token_layer >= 0 and (entry.word_tokens is None or entry.context_tokens is None):
             raise BindingError("This memory keys entries token by token; the entry has no token keys.")
         at = self.find(*entry.slot)
@@ -152,12 +169,14 @@ class MemoryBank:
         meta = {k: getattr(self, k) for k in ("model_name", "hidden_size", "key_layer", "context_layer",
                                               "symbol_layer", "value_steps", "token_layer")}
         meta["projector_id"] = projector_id
-        meta["entries"] = [{k: v for k, v in asdict(e).items() if k not in _TENSOR_FIELDS + _TOKEN_FIELDS}
+        meta["entries"] = [{k: v for k, v in asdict(e).items() if k not in _TENSOR_FIELDS + _TOKEN_FIELDS + (_TAIL,)}
                            | ({f"{f}_count": len(getattr(e, f)) for f in _TOKEN_FIELDS} if self.token_layer >= 0 else {})
                            for e in self.entries]
         meta["disabled"] = sorted([list(slot) for slot in self.disabled if self.find(*slot) is not None])
         fields = _TENSOR_FIELDS + (_TOKEN_FIELDS if self.token_layer >= 0 else ())
         tensors = {f: self.stacked()[f].contiguous().float() for f in fields}
+        tails = [e.tail_values for e in self.entries if e.tail_ids]
+        tensors[_TAIL] = torch.cat(tails) if tails else torch.zeros(0, self.hidden_size)
         manifest = json.dumps(meta, ensure_ascii=False)
         return _st_save(tensors, {"format": FORMAT, "version": str(FORMAT_VERSION), "manifest": manifest})
 
@@ -213,6 +232,13 @@ class MemoryBank:
                 if not torch.isfinite(tensors[f]).all():
                     raise MemoryFileError(f"Tensor '{f}' holds NaN or infinite values.")
             token_fields = _TOKEN_FIELDS if bank.token_layer >= 0 else ()
+            tails = [_tail_ids(row.get("tail_ids", [])) if header["version"] == "3" else () for row in rows]
+            total_tail = sum(len(t) for t in tails)
+            tail_values = tensors.get(_TAIL, torch.zeros(0, d))
+            if tail_values.dtype != torch.float32 or tuple(tail_values.shape) != (total_tail, d) \
+                    and not (total_tail == 0 and tail_values.numel() == 0) or not torch.isfinite(tail_values).all():
+                raise MemoryFileError(f"Tensor '{_TAIL}' does not hold {total_tail} finite float32 rows of size {d}.")
+            tail_start = 0
             starts = dict.fromkeys(token_fields, 0)
             for f in token_fields:
                 total = sum(_int(row[f"{f}_count"]) for row in rows)
@@ -230,8 +256,10 @@ class MemoryBank:
                 entry = MemoryEntry(
                     _text(row["word"]), _text(row["context"]), _text(row["label"]), _int(row["label_id"]),
                     _text(row["write_text"]), _span(row["word_span"]), _span(row.get("context_span")),
-                    *(tensors[f][i].clone() for f in _TENSOR_FIELDS), **spans)
-                if entry.label_id < 0 or not entry.word or not entry.context or not entry.label:
+                    *(tensors[f][i].clone() for f in _TENSOR_FIELDS), **spans, tail_ids=tails[i],
+                    tail_values=tail_values[tail_start:tail_start + len(tails[i])].clone() if tails[i] else None)
+                tail_start += len(tails[i])
+                if min(entry.label_ids) < 0 or not entry.word or not entry.context or not entry.label:
                     raise ValueError(f"entry {i} has an empty field or a negative label id")
                 for span in (entry.word_span, entry.context_span):
                     if span is not None and span[1] > len(entry.write_text):
@@ -277,6 +305,12 @@ def _int(raw) -> int:
     if not isinstance(raw, int) or isinstance(raw, bool):
         raise TypeError(f"expected an integer, got {raw!r}"[:80])
     return raw
+
+
+def _tail_ids(raw) -> tuple[int, ...]:
+    if not isinstance(raw, list) or len(raw) >= MAX_LABEL_TOKENS:
+        raise ValueError(f"bad tail_ids {raw!r}"[:80])
+    return tuple(_int(x) for x in raw)
 
 
 def _span(raw) -> tuple[int, int] | None:

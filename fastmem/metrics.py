@@ -63,32 +63,44 @@ def probe_set(metric: str, prompts, targets=None, contexts=None) -> ProbeSet:
 
 @dataclass(frozen=True)
 class LabelIndex:
-    """The labels a memory holds, for the leak rules (built once per memory)."""
+    """The labels a memory holds, as token sequences, for the leak rules (built once per memory)."""
 
-    by_word: dict[str, frozenset[int]]
-    all_ids: frozenset[int]
+    by_word: dict[str, frozenset[tuple[int, ...]]]
+    all_ids: frozenset[tuple[int, ...]]
 
     @classmethod
     def of(cls, bank: MemoryBank) -> "LabelIndex":
-        by_word: dict[str, set[int]] = {}
+        by_word: dict[str, set[tuple[int, ...]]] = {}
         for e in bank.entries:
-            by_word.setdefault(e.word, set()).add(e.label_id)
-        return cls({w: frozenset(s) for w, s in by_word.items()}, frozenset(e.label_id for e in bank.entries))
+            by_word.setdefault(e.word, set()).add(e.label_ids)
+        return cls({w: frozenset(s) for w, s in by_word.items()}, frozenset(e.label_ids for e in bank.entries))
+
+    def in_play(self, probes: "ProbeSet", label_ids) -> set[tuple[int, ...]]:
+        """Every label sequence a verdict on `probes` may depend on: the memory's and the expected ones."""
+        targets = {label_ids(t) for t in probes.targets} if rule(probes.metric) == "label" else set()
+        return set(self.all_ids) | targets
 
 
 def hit_mask(probes: ProbeSet, ids: torch.Tensor, base_ids: torch.Tensor, labels: LabelIndex,
-             label_id) -> torch.Tensor:
-    """[N] bool: which answers `ids` (with memory) are hits under the probe set's metric rule.
-    `label_id(text)` turns an expected label into its token id."""
+             label_ids) -> torch.Tensor:
+    """[N] bool: which answers are hits under the probe set's metric rule. `ids`/`base_ids` [N, T] are the
+    greedy answers with and without memory (`readout.Readout`; -1 past what was decoded); a label is hit
+    when the answer starts with all its tokens. `label_ids(text)` gives an expected label's tokens."""
+    from .readout import PAD, starts_with
+
     kind = rule(probes.metric)
-    if kind == "unchanged":
-        return ids == base_ids
-    if kind == "label":
-        return ids == torch.tensor([label_id(t) for t in probes.targets], dtype=torch.long)
+    if ids.dim() == 1:
+        ids, base_ids = ids.unsqueeze(1), base_ids.unsqueeze(1)
+    if kind == "unchanged":  # equal wherever both were decoded (readout decodes both where they may differ)
+        return ((ids == base_ids) | (ids == PAD) | (base_ids == PAD)).all(1)
     got = ids.tolist()
+    if kind == "label":
+        return torch.tensor([starts_with(g, label_ids(t)) for g, t in zip(got, probes.targets)], dtype=torch.bool)
     if kind == "word_label":
-        return torch.tensor([g in labels.by_word.get(t, ()) for g, t in zip(got, probes.targets)], dtype=torch.bool)
-    return torch.tensor([g in labels.all_ids for g in got], dtype=torch.bool)
+        return torch.tensor([any(starts_with(g, s) for s in labels.by_word.get(t, ())) for g, t in
+                             zip(got, probes.targets)], dtype=torch.bool)
+    lengths = sorted({len(s) for s in labels.all_ids})
+    return torch.tensor([any(tuple(g[:n]) in labels.all_ids for n in lengths) for g in got], dtype=torch.bool)
 
 
 class Sweep:
@@ -99,7 +111,7 @@ class Sweep:
     def __init__(self, lm, bank: MemoryBank, geometry, mode: str, sets):
         from .retrieval import QueryKeys, retrieve
 
-        self.lm, self.labels = lm, LabelIndex.of(bank)
+        self.lm, self.bank, self.labels = lm, bank, LabelIndex.of(bank)
         unembedding = lm.unembedding.detach().float().cpu()
         self.scored = []
         for probes, states in sets:
@@ -111,6 +123,7 @@ class Sweep:
 
     def rates(self, alpha: float, threshold: float | None) -> dict[str, float]:
         from .engine import inject
+        from .readout import read_out
 
         out = {}
         for probes, got, base, delta in self.scored:
@@ -118,5 +131,8 @@ class Sweep:
             if threshold is not None:
                 on = on & (got.best >= threshold)
             ids = inject(base, delta, on, alpha).argmax(-1)
-            out[probes.metric] = hit_mask(probes, ids, base.argmax(-1), self.labels, self.lm.label_token).float().mean().item()
+            answers = read_out(self.lm, self.bank, probes.prompts, ids, base.argmax(-1), got.chosen.masked_fill(~on, -1),
+                               alpha, self.labels.in_play(probes, self.lm.label_tokens))
+            out[probes.metric] = hit_mask(probes, answers.ids, answers.base_ids, self.labels,
+                                          self.lm.label_tokens).float().mean().item()
         return out

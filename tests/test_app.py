@@ -54,14 +54,17 @@ def test_write_ask_and_see_the_memory_answer():
     next(b for b in at.button if b.label == "Write binding").click().run()  # the form's submit button
     assert not at.exception, at.exception
     assert len(at.session_state["bank"]) == 1
-    at.text_area(key="bind_lines").input("wug, game B, blue\nzorp, game A, red green\nfep, , red")
+    long_label = " ".join("abcdefghijklmnopqrstuvwxyzabcdefghijklmn")  # 40 one-letter words
+    at.text_area(key="bind_lines").input(f"wug, game B, blue\nzorp, game A, guinea pig\nfep, , red\n"
+                                         f"wug, game C, {long_label}")
     at.button(key="write_lines").click().run()
     bank = at.session_state["bank"]
     assert [(e.word, e.context, e.label) for e in bank.entries] == [("wug", "game A", "green"),
-                                                                     ("wug", "game B", "blue")]
+                                                                     ("wug", "game B", "blue"),
+                                                                     ("zorp", "game A", "guinea pig")]
     errors = [e.value for e in at.error]
-    assert any("Row 2" in e and "one token" in e for e in errors), errors
     assert any("Row 3" in e and "context is empty" in e for e in errors), errors
+    assert any("Row 4" in e and "40 tokens" in e and "at most 8" in e for e in errors), errors
 
     at.switch_page("pages/inspect.py").run()
     assert not at.exception, at.exception
@@ -72,6 +75,10 @@ def test_write_ask_and_see_the_memory_answer():
     assert len(at.get("vega_lite_chart")) >= 3
     generations = [c.value for c in at.code]
     assert len(generations) == 2 and generations[1].startswith("␣blue")
+    at.text_input(key="question").input("Question: in game A, what is zorp? Answer:").run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Answer with memory"] == "␣guinea␣pig", metrics  # both label tokens, each with its correction
+    assert "guinea pig" not in metrics["Answer without memory"].replace("␣", " ")
     at.text_input(key="question").input("Question: in game A, what is wug? Answer:").run()
     assert {m.label: m.value for m in at.metric}["Answer with memory"] == "␣green"
     again = [c.value for c in at.code]

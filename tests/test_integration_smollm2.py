@@ -22,7 +22,7 @@ def test_value_is_minus_ce_gradient_on_smollm2(smollm2_lab):
     exp = smollm2_lab.suite.experiment("same game A/B")
     binds = bindings(exp, smollm2_lab.suite.split("test")[:3])
     states = lm.states([b.write for b in binds])
-    targets = torch.tensor([lm.label_token(b.label) for b in binds])
+    targets = torch.tensor([lm.label_tokens(b.label)[0] for b in binds])
     W = lm.unembedding.detach().float().cpu()
     value = one_step_value(states.final, targets, W)
     grad = ce_gradient(states.final, targets, W)

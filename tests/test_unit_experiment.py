@@ -9,7 +9,7 @@ def test_run_experiment_scores_each_binding_with_the_benchmark_rule(tiny_lab):
     assert [(r.word, r.context) for r in got] == [(w.word, c) for w in tiny_lab.suite.split("test")[:3]
                                                   for c in ("game A", "game B")]
     for r in got:
-        label_text = tiny_lab.lm.tokenizer.decode([tiny_lab.lm.label_token(r.label)])
+        label_text = tiny_lab.lm.tokenizer.decode(list(tiny_lab.lm.label_tokens(r.label)))
         assert r.ok == (r.answer == label_text)  # the label token itself, not a stripped look-alike string
         assert r.note
         if r.retrieved == "nothing":

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from fastmem.arch import arch_names, get_module
 from fastmem.errors import LabelError, ModelLoadError
+from fastmem.lm import MAX_LABEL_TOKENS
 from fastmem.prompts import render
 
 WRITE = "In {context}, {word} means"
@@ -88,19 +89,23 @@ def test_prompt_without_context_uses_the_frame_before_the_word(neox):
     assert [e.tokens[i] for i in e.context_positions] == ["Question", ":", "what", "is"]
 
 
-def test_label_token_one_token(lm):
-    rid = lm.label_token("red")
-    assert lm.tokenizer.convert_ids_to_tokens([rid]) == ["red"]
-    assert lm.label_token("  red ") == rid
+def test_label_tokens_one_token(lm):
+    ids = lm.label_tokens("red")
+    assert lm.tokenizer.convert_ids_to_tokens(list(ids)) == ["red"]
+    assert lm.label_tokens("  red ") == ids
 
 
-def test_label_token_several_tokens_raises_naming_them(lm):
+def test_label_tokens_several_tokens_in_order(lm):
+    ids = lm.label_tokens("red blue")
+    assert lm.tokenizer.convert_ids_to_tokens(list(ids)) == ["red", "blue"]
+
+
+def test_label_tokens_too_long_or_empty_raises(lm):
     with pytest.raises(LabelError) as info:
-        lm.label_token("red blue")
-    msg = str(info.value)
-    assert "2 tokens" in msg and "'red'" in msg and "'blue'" in msg
+        lm.label_tokens(" ".join(["red"] * (MAX_LABEL_TOKENS + 1)))
+    assert f"{MAX_LABEL_TOKENS + 1} tokens" in str(info.value) and f"at most {MAX_LABEL_TOKENS}" in str(info.value)
     with pytest.raises(LabelError):
-        lm.label_token("   ")
+        lm.label_tokens("   ")
 
 
 def test_unembedding_is_the_output_embedding_untied_neox(neox):

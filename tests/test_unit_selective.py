@@ -148,8 +148,24 @@ def test_hit_rules():
     kept = probe_set("kept", [p] * 3, ["x"] * 3, [None] * 3)
     assert hit_mask(kept, ids, base, labels, None).tolist() == [True, False, True]
     read = probe_set("paraphrase:context_after", [p] * 3, ["red", "fish", "cat"])
-    lid = {"red": 11, "fish": 13, "cat": 12}.get
+    lid = {"red": (11,), "fish": (13,), "cat": (12,)}.get
     assert hit_mask(read, ids, base, labels, lid).tolist() == [True, True, False]
+
+
+def test_hit_rules_on_label_sequences():
+    """A label of several tokens is hit only when the answer starts with all of them; -1 is not decoded."""
+    labels = LabelIndex({"dax": frozenset({(11, 12)})}, frozenset({(11, 12), (13,)}))
+    p = render("Question: in {context}, what is {word}? Answer:", "dax", "game Z")
+    ids = torch.tensor([[11, 12, 5], [11, 5, 12], [13, -1, -1], [11, -1, -1]])
+    base = torch.tensor([[11, 12, 5], [11, 12, 5], [7, -1, -1], [11, -1, -1]])
+    read = probe_set("read", [p] * 4, ["a b", "a b", "c", "a b"])
+    lid = {"a b": (11, 12), "c": (13,)}.get
+    assert hit_mask(read, ids, base, labels, lid).tolist() == [True, False, True, False]
+    assert hit_mask(probe_set("wrong_context", [p] * 4, ["dax"] * 4), ids, base, labels, lid).tolist() == \
+        [True, False, False, False]
+    assert hit_mask(probe_set("lookalike", [p] * 4), ids, base, labels, lid).tolist() == [True, False, True, False]
+    assert hit_mask(probe_set("kept", [p] * 4, ["x"] * 4, [None] * 4), ids, base, labels, lid).tolist() == \
+        [True, False, False, True]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ def lm(request):
 
 def _write_states(lm):
     prompts = [render(WRITE, w, c) for w, c, _ in ROWS]
-    targets = torch.tensor([lm.label_token(label) for _, _, label in ROWS])
+    targets = torch.tensor([lm.label_tokens(label)[0] for _, _, label in ROWS])
     return prompts, lm.states(prompts), targets
 
 
