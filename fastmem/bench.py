@@ -193,16 +193,18 @@ def run_bench(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometr
         shared_sets = [(unrelated, store(unrelated.prompts)), (kept, fact_states.select(keep))]
         for exp, (binds, sets) in zip(chosen, plan):
             write_states = store([b.write for b in binds])
-            scored = [(s, store(s.prompts)) for s in sets] + shared_sets
+            scored = [(exp.name, s, store(s.prompts)) for s in sets] + [(exp.name, *x) for x in shared_sets]
+            scored += [(f"{exp.name} · {n}-token labels", sub, store(sub.prompts))
+                       for n, sub in by_label_length(lm, binds, sets)]
             bank = empty_bank(lm, cal)
             for entry in make_entries(lm, bank, write_states, [b.word for b in binds], [b.context for b in binds],
                                       [b.label for b in binds], [b.write for b in binds]):
                 bank.add(entry)
             labels = LabelIndex.of(bank)
-            base = [lm.logits(st.final) for _, st in scored]  # the plain model's, shared by every mode
+            base = [lm.logits(st.final) for _, _, st in scored]  # the plain model's, shared by every mode
             for mode in modes:
-                for (s, st), b in zip(scored, base):
-                    for row in score_probes(lm, bank, geometry, cal, exp.name, mode, s, st, b, labels, post):
+                for (name, s, st), b in zip(scored, base):
+                    for row in score_probes(lm, bank, geometry, cal, name, mode, s, st, b, labels, post):
                         rows.append(row)
                         if on_row:
                             on_row(row)
@@ -211,6 +213,30 @@ def run_bench(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometr
     timing.forward_s, timing.forward_passes = store.forward_s, store.forward_passes
     timing.other_s = time.perf_counter() - start - store.forward_s
     return rows, timing
+
+
+LENGTH_METRICS = ("write", "read", "plain")
+
+
+def by_label_length(lm: FrozenLM, binds: list[Binding], sets: list[ProbeSet]) -> list[tuple[int, ProbeSet]]:
+    """Write, Read and Plain again for each label length in tokens, when the labels' lengths differ (a
+    word's Plain goes by its longest label)."""
+    length = {b.label: len(lm.label_tokens(b.label)) for b in binds}
+    by_word: dict[str, int] = {}
+    for b in binds:
+        by_word[b.word] = max(by_word.get(b.word, 0), length[b.label])
+    if len(set(length.values())) < 2:
+        return []
+    out = []
+    for n in sorted(set(length.values())):
+        for s in sets:
+            if s.metric in LENGTH_METRICS:
+                size = length if s.metric != "plain" else by_word
+                keep = [i for i, t in enumerate(s.targets) if size[t] == n]
+                if keep:
+                    out.append((n, probe_set(s.metric, [s.prompts[i] for i in keep], [s.targets[i] for i in keep],
+                                             [s.contexts[i] for i in keep])))
+    return out
 
 
 def unique_prompts(prompts) -> list[SlottedPrompt]:

@@ -249,11 +249,13 @@ def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, p
 
 
 def cache_key(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> str:
-    """Everything calibration reads: the suite's training side (every word too: look-alikes avoid them),
+    """Everything calibration reads: the suite's training side (every word's name too: look-alikes avoid
+    them; test labels are never read, so suites that differ only there share a calibration),
     the settings, and the code that computes it (any change to it recalibrates)."""
     code = b"".join(resources.files("fastmem").joinpath(f).read_bytes() for f in _CALIBRATION_CODE)
     train = json.dumps([lm.name, lm.n_layers, lm.hidden_size, suite.plain, suite.train_unrelated,
-                        suite.train_unseen_contexts, [w.model_dump() for w in suite.words],
+                        suite.train_unseen_contexts, [w.model_dump() for w in suite.split("train")],
+                        [w.word for w in suite.words],
                         [e.model_dump() for e in suite.train_experiments], value_steps, seed, CALIBRATION_VERSION,
                         hashlib.sha256(code).hexdigest()])
     return hashlib.sha256(train.encode()).hexdigest()[:12]

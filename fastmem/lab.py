@@ -19,9 +19,10 @@ from .explain import explain
 from .errors import BindingError, FastmemError, LabelError, MemoryFileError, SettingsError
 from .lm import EncodedPrompt, FrozenLM
 from .memory import MemoryBank
-from .prompts import SlottedPrompt, mark, render, template_fields, unrelated_prompt
+from .prompts import SlottedPrompt, mark, render, statement_prompt, template_fields, unrelated_prompt
 from .retrieval import DEFAULT_MODE, MODES, NEEDS_PROJECTOR, KeyGeometry, check_mode, check_threshold
 from .suite import Suite, load_suite
+from .suite_library import PHRASINGS
 
 WRITE_TEMPLATE = "In {context}, {word} means"
 READ_TEMPLATE = "Question: in {context}, what is {word}? Answer:"
@@ -84,7 +85,11 @@ class Lab:
         self.suite = suite or load_suite()
         self.question_forms = list(dict.fromkeys([e.read for e in self.suite.experiments]
                                                  + [p.read for p in self.suite.paraphrases]
+                                                 + [read for *_, read in PHRASINGS]
                                                  + [self.suite.plain, READ_TEMPLATE]))
+        # statement forms a user can pick (the label follows each); any other form works through `write`
+        self.write_forms = list(dict.fromkeys([WRITE_TEMPLATE] + [e.write for e in self.suite.experiments]
+                                              + [write for _, _, write, _ in PHRASINGS]))
 
     @classmethod
     def load(cls, model: str = "smollm2", device: str = "auto", suite: Suite | None = None, value_steps: int = 8,
@@ -158,6 +163,36 @@ class Lab:
                 results.append(None)
             except FastmemError as exc:
                 results.append(WriteResult(str(word), str(context), str(label), "error", str(exc)))
+        return self._commit(bank, results, good, on_duplicate, progress)
+
+    def preview_statement(self, template: str, word: str, context: str, label: str) -> str:
+        """The statement `write` makes of one row with this form (checks the form as `write` does)."""
+        if "context" not in template_fields(template):
+            raise BindingError(f"The write template {template!r} needs a {{context}} slot.")
+        return f"{render(template, word, context).text} {label.strip()}"
+
+    def write_statement(self, bank: MemoryBank, statement: str, word: str, context: str, label: str,
+                        on_duplicate: str = "replace") -> WriteResult:
+        """Write one free statement with its word, context and label marked by the user, e.g.
+        `According to Mia, dax means a glass of milk` with word `dax`, context `Mia`, label `a glass of
+        milk`. The word and context must come before the label. A bad statement gets status 'error'."""
+        self.check_memory(bank)
+        if on_duplicate not in ("replace", "keep"):
+            raise SettingsError("on_duplicate must be 'replace' or 'keep'.")
+        try:
+            text = clean_field("statement", statement, MAX_QUESTION)
+            w, c = clean_field("word", word, MAX_WORD), clean_field("context", context, MAX_CONTEXT)
+            lab = clean_field("label", label, MAX_LABEL)
+            self._label_ids(lab)
+            prompt = statement_prompt(text, w, c, lab)
+            self.lm.encode(prompt)
+        except FastmemError as exc:
+            return WriteResult(str(word), str(context), str(label), "error", str(exc))
+        return self._commit(bank, [None], [(0, w, c, lab, prompt)], on_duplicate, None)[0]
+
+    def _commit(self, bank: MemoryBank, results: list, good: list, on_duplicate: str, progress) -> list[WriteResult]:
+        """Encode the checked rows `good` ((result index, word, context, label, prompt)) in one batch and add
+        them; `results` holds the rows already refused (None where a row of `good` goes)."""
         seen = {}
         for i, w, c, lab, _ in good:  # the same slot twice in one batch: the last row wins
             seen[(w, c)] = i
@@ -248,7 +283,7 @@ class Lab:
         if result.values is not None and steps > 0:  # the memory row gets its label's later corrections
             later = result.values[1:1 + steps]
             tail[1, :len(later)] = later
-        base, new = self.lm.continuations(result.prompt.text, firsts, steps + 1, tail, result.alpha)
+        base, new = self.lm.continuations(result.encoded.ids, firsts, steps + 1, tail, result.alpha)
         return _with(result, base_generation=self.lm.tokenizer.decode(base), generation=self.lm.tokenizer.decode(new))
 
     def run_experiment(self, suite: Suite, experiment: str, n_words: int, mode: str = DEFAULT_MODE) -> list:

@@ -129,15 +129,24 @@ class FrozenLM:
         return [self.tokenizer.decode([int(i)]) for i in ids]
 
     def encode(self, prompt: SlottedPrompt) -> EncodedPrompt:
-        enc = self.tokenizer(prompt.text, return_offsets_mapping=True)
+        """Token ids and slot positions. A slot at the very start is read after a space and after the
+        tokenizer's start (or end) of text token, as it is anywhere else: `dax in game A means` and `what is
+        dax in game A?` then share the token ` dax`, and ` dax` is not the first position, whose states
+        every causal LM treats apart (the attention sink)."""
+        lead = " " if 0 in (prompt.word_span[0], (prompt.context_span or (1,))[0]) else ""
+        enc = self.tokenizer(lead + prompt.text, return_offsets_mapping=True)
         ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+        if lead and start is not None and (not ids or ids[0] != start):
+            ids, offsets = [start] + ids, [(0, 0)] + offsets
         if not ids:
             raise SettingsError("The prompt is empty.")
-        word = token_positions(offsets, prompt.word_span)
+        shift = len(lead)
+        word = token_positions(offsets, (prompt.word_span[0] + shift, prompt.word_span[1] + shift))
         if not word:
             raise SettingsError(f"The word slot of {prompt.text!r} covers no token.")
         if prompt.context_span is not None:
-            context = token_positions(offsets, prompt.context_span)
+            context = token_positions(offsets, (prompt.context_span[0] + shift, prompt.context_span[1] + shift))
         else:  # no context phrase: the frame before the word stands in for it
             context = [i for i in range(word[0]) if offsets[i][1] > offsets[i][0]]
         return EncodedPrompt(ids, self.token_text(ids), word, context or word, len(ids) - 1)
@@ -196,9 +205,9 @@ class FrozenLM:
         head = self.model.get_output_embeddings()
         return head(final.to(self.device, head.weight.dtype)).float().cpu()
 
-    def continuations(self, text: str, first_tokens: list[int], max_new_tokens: int = 5,
+    def continuations(self, text: str | list[int], first_tokens: list[int], max_new_tokens: int = 5,
                       corrections: torch.Tensor | None = None, alpha: float = 0.0) -> list[list[int]]:
-        """Greedy continuations of `text` (at most `max_new_tokens` tokens each, the given first one
+        """Greedy continuations of `text` (or its token ids; at most `max_new_tokens` tokens each, the given first one
         included), one per given first token, decoded together in one batch (`decode.greedy`).
 
         `corrections` [N, max_new_tokens - 1, d] are added, times `alpha`, after the final norm at the
@@ -209,7 +218,7 @@ class FrozenLM:
 
         if not first_tokens:
             return []
-        ids = self.tokenizer(text)["input_ids"]
+        ids = list(text) if isinstance(text, list | tuple) else self.tokenizer(text)["input_ids"]
         return greedy(self, [ids] * len(first_tokens), first_tokens, max_new_tokens - 1, corrections, alpha)
 
     def generate(self, text: str, first_logits: torch.Tensor, max_new_tokens: int = 5) -> list[int]:

@@ -106,6 +106,28 @@ def mark(text: str, word: str, context: str | None = None) -> SlottedPrompt:
     return SlottedPrompt(text, (at, at + len(word)), ctx_span, context)
 
 
+def statement_prompt(statement: str, word: str, context: str, label: str) -> SlottedPrompt:
+    """The write prompt of a free statement whose word, context and label the user marks, such as
+    `According to Mia, dax means a glass of milk`: the text before the label's last occurrence, with the
+    word and context marked in it (they must come before the label; anything after the label is unused)."""
+    _need_text("statement", statement)
+    _need_text("label", label)
+    at = _last_whole(statement, label) if label else -1
+    if at < 0:
+        raise BindingError(f"The label {label!r} does not occur in the statement {statement!r}: the statement "
+                           "must end with (or contain) the label.")
+    prefix = statement[:at].rstrip()
+    if not prefix:
+        raise BindingError(f"The statement {statement!r} starts with its label {label!r}: the word and the "
+                           "context must come before it.")
+    for name, part in (("word", word), ("context", context)):
+        if part and part not in prefix:
+            where = "occurs only after" if part in statement else "does not occur in the statement before"
+            raise BindingError(f"The {name} {part!r} {where} the label {label!r}: write the word and the context "
+                               "before the label (the memory reads them there).")
+    return mark(prefix, word, context)
+
+
 def _last_whole(text: str, word: str) -> int:
     """Start of the last occurrence of `word` not glued to letters/digits on either side, else of the last
     occurrence at all, else -1."""

@@ -19,6 +19,8 @@ from .errors import BindingError, SuiteError
 from .probes import TRAIN_UNSEEN_CONTEXTS, UNSEEN_CONTEXTS
 from .prompts import SlottedPrompt, render, template_fields, unrelated_prompt
 
+SUITE_FILES = {"builtin": "builtin_suite.json", "multitoken": "multitoken_suite.json",
+               "phrasings": "phrasings_suite.json"}  # built-in suites, by name
 MAX_SUITE_BYTES = 5 * 1024 * 1024
 MAX_SUITE_NODES = 200_000  # values after YAML aliases are expanded (guards against "billion laughs")
 MAX_SUITE_DEPTH = 32
@@ -145,9 +147,10 @@ def bindings(experiment: ExperimentSpec, words: list[WordSpec]) -> list[Binding]
 
 
 def load_suite(source: str | Path | bytes | None = None) -> Suite:
-    """Parse a suite from a path, raw bytes (JSON or YAML), or the built-in one when None."""
-    if source is None:
-        data = resources.files("fastmem.data").joinpath("builtin_suite.json").read_bytes()
+    """Parse a suite from a path, raw bytes (JSON or YAML), a built-in suite's name (SUITE_FILES), or the
+    default built-in one when None."""
+    if source is None or isinstance(source, str) and source in SUITE_FILES and not Path(source).exists():
+        data = resources.files("fastmem.data").joinpath(SUITE_FILES[source or "builtin"]).read_bytes()
     elif isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
     elif not isinstance(source, str | Path):

@@ -21,13 +21,25 @@ def one_step_value(final: torch.Tensor, targets: torch.Tensor, unembedding: torc
 
 
 def correction_vector(final: torch.Tensor, targets: torch.Tensor, unembedding: torch.Tensor,
-                      steps: int = 1, step_size: float = 1.0, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Sum of `steps` descent steps of CE(W_U (h + v), target) in v, from v = 0."""
+                      steps: int = 1, step_size: float = 1.0, bias: torch.Tensor | None = None,
+                      anchor: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum of `steps` descent steps of CE(W_U (h + v), target) in v, from v = 0 (step 1 is the post's value).
+
+    `anchor` [N, d] (optional) is a second state per row that the refinement steps (2 onwards) also descend
+    CE on; rows whose anchor equals their state have none. A later token of a multi-token label uses the
+    answer state as its anchor: at its own teacher-forced state the model often predicts that token
+    already (` guinea` → ` pig`), so descending there alone leaves a small correction whose logit lens
+    favours unrelated tokens, and a question read in another phrasing then gets those instead.
+    """
     final, unembedding = final.float(), unembedding.float()
     bias = None if bias is None else bias.float()
+    anchored = None if anchor is None else ~(anchor.float() == final).all(1, keepdim=True)
     value = torch.zeros_like(final)
-    for _ in range(max(1, int(steps))):
-        value = value + step_size * one_step_value(final + value, targets, unembedding, bias)
+    for step in range(max(1, int(steps))):
+        delta = one_step_value(final + value, targets, unembedding, bias)
+        if anchored is not None and step > 0:
+            delta = delta + anchored * one_step_value(anchor.float() + value, targets, unembedding, bias)
+        value = value + step_size * delta
     return value
 
 

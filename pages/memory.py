@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from fastmem import FastmemError, load_suite
+from fastmem.lab import WRITE_TEMPLATE
 from fastmem.presets import PRESETS
 from fastmem.share import ShareView
 from pages._shared import bank_for, bank_matches, page_lab, vis
@@ -21,7 +22,19 @@ if not usable:
         st.rerun()
 
 
-def write_rows(rows, on_duplicate):
+def write_statement(statement, word, context, label, on_duplicate):
+    """Write one free statement with its marks; its result shows like a one-row write."""
+    try:
+        result = lab.write_statement(bank, statement, word, context, label, on_duplicate)
+    except FastmemError as exc:
+        st.error(str(exc))
+        return
+    st.session_state["write_report"] = [{"row": 1, "word": result.word, "context": result.context,
+                                         "label": result.label, "status": result.status,
+                                         "error": result.error or ""}]
+
+
+def write_rows(rows, on_duplicate, template=WRITE_TEMPLATE):
     """Write rows with a progress bar; report each row's status (errors next to their row)."""
     rows = [tuple("" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for v in r) for r in rows]
     rows = [r for r in rows if any(x.strip() for x in r)]
@@ -37,7 +50,7 @@ def write_rows(rows, on_duplicate):
         bar.progress(min(1.0, done[0] / len(rows)), text=f"Encoded {done[0]}/{len(rows)}")
 
     try:
-        results = lab.write(bank, rows, on_duplicate=on_duplicate, progress=progress)
+        results = lab.write(bank, rows, template=template, on_duplicate=on_duplicate, progress=progress)
     except FastmemError as exc:
         bar.empty()
         st.error(str(exc))
@@ -46,6 +59,14 @@ def write_rows(rows, on_duplicate):
     st.session_state["write_report"] = [
         {"row": i + 1, "word": r.word, "context": r.context, "label": r.label, "status": r.status,
          "error": r.error or ""} for i, r in enumerate(results)]
+
+
+def preview(form: str, word: str, context: str, label: str) -> str:
+    """The statement a form makes (or what is wrong with the form), shown before writing."""
+    try:
+        return lab.preview_statement(form, word or "…", context or "…", label or "…")
+    except FastmemError as exc:
+        return f"not a usable form: {exc}"
 
 
 def show_report():
@@ -100,20 +121,41 @@ if usable:
     show_preset_questions()
 
     st.subheader("Add bindings")
-    st.caption("Each row is *In {context}, {word} means {label}*. The label must be a single token of the model "
-               "(it is read with a leading space: `red` → `␣red`).")
+    st.caption("A binding is a statement: *In {context}, {word} means {label}*, or any form you choose below. "
+               "The label may be a word or a short phrase (up to 8 tokens: `guinea pig`, `a glass of milk`); it "
+               "is read with a leading space (`red` → `␣red`) and each of its tokens gets its own correction.")
     on_dup = st.radio("When a word is already bound in that context", ["replace", "keep"], horizontal=True,
                       key="on_duplicate", format_func=lambda x: {"replace": "replace the old entry",
                                                                  "keep": "keep the old entry"}[x])
-    tab_one, tab_table, tab_text, tab_suite = st.tabs(["One binding", "Table", "Paste lines", "From a suite file"])
+    tab_one, tab_free, tab_table, tab_text, tab_suite = st.tabs(
+        ["One binding", "Free statement", "Table", "Paste lines", "From a suite file"])
     with tab_one:
+        custom_choice = "Custom form…"
+        form = st.selectbox("Statement form ({label} follows it)", lab.write_forms + [custom_choice],
+                            key="one_form", help="The known forms, or your own with {word} and {context} slots.")
+        if form == custom_choice:
+            form = st.text_input("Custom form: {word} and {context} once each; the label follows",
+                                 value="On planet {context}, the word {word} means", key="one_custom")
         with st.form("add_one", clear_on_submit=False):
             c1, c2, c3 = st.columns(3)
             word = c1.text_input("Word", value="blicket", key="one_word")
             context = c2.text_input("Context", value="game A", key="one_context")
             label = c3.text_input("Label", value="red", key="one_label")
+            st.caption(f"Statement: *{preview(form, word, context, label)}*")
             if st.form_submit_button("Write binding", type="primary"):
-                write_rows([(word, context, label)], on_dup)
+                write_rows([(word, context, label)], on_dup, template=form)
+    with tab_free:
+        st.caption("Type any statement and mark its word, context and label (the word and context come before "
+                   "the label; the memory reads the statement up to the label).")
+        with st.form("add_free", clear_on_submit=False):
+            statement = st.text_input("Statement", value="According to Mia, dax means a glass of milk",
+                                      key="free_statement")
+            c1, c2, c3 = st.columns(3)
+            f_word = c1.text_input("Word in it", value="dax", key="free_word")
+            f_context = c2.text_input("Context in it", value="Mia", key="free_context")
+            f_label = c3.text_input("Label in it", value="a glass of milk", key="free_label")
+            if st.form_submit_button("Write statement", type="primary"):
+                write_statement(statement, f_word, f_context, f_label, on_dup)
     with tab_table:
         start = pd.DataFrame({"word": ["blicket", "blicket", "dax"], "context": ["game A", "game B", "game A"],
                               "label": ["red", "blue", "green"]})

@@ -206,3 +206,36 @@ def test_experiments_page_shows_failures_table():
 
     assert len(results) == 6 and mode == DEFAULT_MODE
     assert "retrieved" in at.dataframe[0].value.columns
+
+
+def test_write_a_custom_form_and_a_free_statement_then_read_both_back():
+    at = new_app()
+    at.switch_page("pages/memory.py").run()
+    at.selectbox(key="one_form").set_value("Custom form…").run()
+    at.text_input(key="one_custom").input("On planet {context}, the word {word} means")
+    at.text_input(key="one_word").input("wug")
+    at.text_input(key="one_context").input("Zog")
+    at.text_input(key="one_label").input("guinea pig")
+    next(b for b in at.button if b.label == "Write binding").click().run()
+    assert not at.exception, at.exception
+    at.text_input(key="free_statement").input("According to Mia, dax means a glass of milk")
+    at.text_input(key="free_word").input("dax")
+    at.text_input(key="free_context").input("Mia")
+    at.text_input(key="free_label").input("a glass of milk")
+    next(b for b in at.button if b.label == "Write statement").click().run()
+    assert not at.exception, at.exception
+    bank = at.session_state["bank"]
+    assert [(e.word, e.context, e.label, e.write_text) for e in bank.entries] == [
+        ("wug", "Zog", "guinea pig", "On planet Zog, the word wug means"),
+        ("dax", "Mia", "a glass of milk", "According to Mia, dax means")]
+
+    at.switch_page("pages/inspect.py").run()
+    at.text_input(key="question").input("Question: on planet Zog, what does the word wug mean? Answer:")
+    at.text_input(key="mark_word").input("wug")
+    at.text_input(key="mark_context").input("Zog").run()
+    assert {m.label: m.value for m in at.metric}["Answer with memory"] == "␣guinea␣pig"
+    at.text_input(key="mark_word").input("")
+    at.text_input(key="mark_context").input("")
+    at.text_input(key="question").input("Question: according to Mia, what does dax mean? Answer:").run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Answer with memory"] == "␣a␣glass␣of␣milk", metrics

@@ -607,3 +607,48 @@ def test_folder_that_is_not_a_model(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     fails(None, lambda: load_model(str(tmp_path), "cpu"), ModelLoadError, "cannot load the model")
     fails(None, lambda: load_model(str(tmp_path / "missing.gguf"), "cpu"), ModelLoadError, "not found")
+
+
+# -- free statements (word, context and label marked by the user) ---------------------------------------
+def statement_fails(lab, bank, statement, word, context, label, phrase):
+    before = bank.to_bytes()
+    result = lab.write_statement(bank, statement, word, context, label)
+    assert result.status == "error" and phrase.lower() in result.error.lower(), result
+    assert bank.to_bytes() == before
+
+
+def test_free_statement_is_written_and_keyed_like_a_form(tiny_lab):
+    bank = tiny_lab.new_memory()
+    got = tiny_lab.write_statement(bank, "In game A , dax means red blue", "dax", "game A", "red blue")
+    assert got.status == "added"
+    [entry] = bank.entries
+    assert entry.write_text == "In game A , dax means" and entry.label == "red blue"
+    assert entry.write_text[slice(*entry.word_span)] == "dax" and entry.write_text[slice(*entry.context_span)] == "game A"
+    assert tiny_lab.ask(bank, tiny_lab.question("dax", "game A")).chosen == 0
+
+
+def test_free_statement_with_the_label_missing(tiny_lab, bank):
+    statement_fails(tiny_lab, bank, "In game A, dax means red", "dax", "game A", "blue", "does not occur in the statement")
+
+
+def test_free_statement_with_the_word_or_context_after_the_label(tiny_lab, bank):
+    statement_fails(tiny_lab, bank, "In game A, red is what dax means", "dax", "game A", "red", "occurs only after")
+    statement_fails(tiny_lab, bank, "dax means red in game A", "dax", "game A", "red", "occurs only after")
+    statement_fails(tiny_lab, bank, "red: dax in game A", "dax", "game A", "red", "starts with its label")
+
+
+def test_free_statement_with_overlapping_marks(tiny_lab, bank):
+    statement_fails(tiny_lab, bank, "In game A, dax means red", "dax", "dax means", "red", "overlaps the word")
+
+
+def test_free_statement_with_a_missing_mark(tiny_lab, bank):
+    statement_fails(tiny_lab, bank, "In game A, dax means red", "", "game A", "red", "word is empty")
+    statement_fails(tiny_lab, bank, "In game A, dax means red", "dax", "game A", "", "label is empty")
+    statement_fails(tiny_lab, bank, "In game A, dax means red", "zorp", "game A", "red", "does not occur")
+
+
+def test_custom_form_without_a_context_slot_is_refused(tiny_lab, bank):
+    with pytest.raises(BindingError, match="needs a {context} slot"):
+        tiny_lab.write(bank, [("dax", "game A", "red")], template="The word {word} means")
+    with pytest.raises(BindingError, match="needs a {context} slot"):
+        tiny_lab.preview_statement("The word {word} means", "dax", "game A", "red")

@@ -142,3 +142,29 @@ def test_version_2_file_loads_with_one_token_labels(tiny_lab):
     old, _ = MemoryBank.from_bytes(data)
     assert [e.label_ids for e in old.entries] == [bank.entries[0].label_ids]
     assert torch.equal(old.entries[0].value, bank.entries[0].value)
+
+
+def test_refined_later_values_are_anchored_on_the_answer_state(tiny_lab):
+    """Refinement (steps 2+) of a later token's value also descends CE at the answer state, so it still
+    wins there; step 1 stays exactly minus the gradient at the token's own position (test above)."""
+    from fastmem.values import correction_vector
+
+    lm = tiny_lab.lm
+    W = lm.unembedding.detach().float().cpu()
+    ids = lm.encode(render(WRITE, "wug", "game A")).ids + list(lm.label_tokens("red"))
+    [finals] = decode.answer_states(lm, [ids], [2])
+    target = torch.tensor([lm.label_tokens("blue")[0]])
+    plain = correction_vector(finals[1:], target, W, steps=8)
+    anchored = correction_vector(finals[1:], target, W, steps=8, anchor=finals[:1])
+    ce = torch.nn.functional.cross_entropy
+    assert ce((finals[:1] + anchored) @ W.T, target) < ce((finals[:1] + plain) @ W.T, target)
+    torch.testing.assert_close(correction_vector(finals[1:], target, W, steps=1, anchor=finals[:1]),
+                               correction_vector(finals[1:], target, W, steps=1))
+
+
+def test_a_word_at_the_start_is_read_after_the_start_token(neox):
+    first = neox.encode(render("{word} in {context} means", "dax", "game A"))
+    later = neox.encode(render("Question: what is {word} in {context}? Answer:", "dax", "game A"))
+    assert first.ids[0] == neox.tokenizer.eos_token_id and first.word_positions == [1]
+    assert [first.ids[i] for i in first.word_positions] == [later.ids[i] for i in later.word_positions]
+    assert [first.tokens[i] for i in first.context_positions] == ["game", "A"]

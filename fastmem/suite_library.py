@@ -1,0 +1,92 @@
+"""Built-in suites beyond the default one, shipped as suite files in `fastmem/data/` and loaded by name
+(`load_suite("multitoken")`, `python -m fastmem bench --suite multitoken`).
+
+Each keeps the default suite's training side unchanged (training words, training experiments, training
+negatives), so the default calibration serves it and its figures compare with the default table; only the
+test words' labels change. `python scripts/make_suites.py` regenerates the files.
+"""
+from __future__ import annotations
+
+import random
+from importlib import resources
+
+from .suite import LABELS, SUITE_FILES, ExperimentSpec, Suite, WordSpec
+
+# Labels of several words; their token counts depend on the tokenizer and are measured when the file is made.
+PHRASES = [
+    "guinea pig", "ice cream", "dark green", "hot dog", "fire truck", "olive oil", "sea lion", "polar bear",
+    "light blue", "bright red", "apple pie", "green tea", "black coffee", "paper boat", "silver spoon",
+    "golden key", "red wine", "blue whale", "brown bear", "white rabbit", "snow globe", "pine tree",
+    "swimming pool", "video game", "traffic light", "music box", "tennis ball", "chocolate cake", "orange juice",
+    "peanut butter", "post office", "fish tank", "bus stop", "train station", "lemon tree", "pale yellow",
+    "deep purple", "sky blue", "red fox", "grey wolf", "wild horse", "green apple", "sweet cherry", "blue cheese",
+    "brown sugar", "maple syrup", "warm milk", "fast train", "small mouse", "round table",
+    "hot air balloon", "peanut butter sandwich", "little green frog", "old wooden chair", "tiny silver bell",
+    "strawberry ice cream", "dark chocolate cake", "fresh orange juice", "small paper boat", "yellow rubber duck",
+    "warm apple pie", "bright blue sky", "a red balloon", "the green door", "a wooden spoon", "a paper crane",
+    "a quiet garden", "a rainy day", "the north star", "a golden ring", "a black cat", "a white horse",
+    "the red planet", "a blue bird", "an old map", "a broken clock", "a silver coin",
+    "a hot air balloon", "a little green frog", "an old wooden chair", "a tiny silver bell",
+    "a yellow rubber duck", "the bright blue sky", "a warm apple pie", "a dark chocolate cake",
+    "a cup of tea", "a glass of milk", "a slice of bread", "a bowl of soup", "a piece of cake",
+    "the old stone bridge", "a small paper boat", "a fresh orange juice", "a big red fire truck",
+]
+# Write and read phrasings beyond the default one: (name, contexts, write form, read form). The label
+# follows the write form. Among them the context after the word and the word first.
+PHRASINGS = [
+    ("speaker", ["Mia", "Leo"], "According to {context}, {word} means",
+     "Question: according to {context}, what does {word} mean? Answer:"),
+    ("planet", ["planet Zog", "planet Vex"], "On {context}, the word {word} means",
+     "Question: on {context}, what does the word {word} mean? Answer:"),
+    ("context after", ["game A", "game B"], "The word {word} in {context} means",
+     "Question: what does {word} mean in {context}? Answer:"),
+    ("word first", ["the north lab", "the south lab"], "{word} in {context} means",
+     "Question: what is {word} in {context}? Answer:"),
+    ("time", ["the year 1850", "the year 2300"], "In {context}, people said {word} to mean",
+     "Question: in {context}, what did people mean by {word}? Answer:"),
+    ("dictionary", ["Elvish", "Martian"], "In the {context} dictionary, {word} is defined as",
+     "Question: how does the {context} dictionary define {word}? Answer:"),
+    ("group", ["the sailors", "the miners"], "Among {context}, {word} stands for",
+     "Question: among {context}, what does {word} stand for? Answer:"),
+]
+LENGTHS = (1, 2, 3, 4)  # label lengths in tokens, an equal share of the test words each
+
+
+def suite_path(name: str):
+    """Where a built-in suite's file lives in the package (for scripts/make_suites.py)."""
+    return resources.files("fastmem.data").joinpath(SUITE_FILES[name])
+
+
+def labels_by_length(tokenizer, lengths=LENGTHS) -> dict[int, list[str]]:
+    """Candidate labels (the default one-word labels and PHRASES) grouped by their token count."""
+    out: dict[int, list[str]] = {n: [] for n in lengths}
+    for label in dict.fromkeys(list(LABELS) + PHRASES):
+        n = len(tokenizer(" " + label, add_special_tokens=False)["input_ids"])
+        if n in out:
+            out[n].append(label)
+    return out
+
+
+def make_multitoken_suite(base: Suite, tokenizer, seed: int = 0) -> Suite:
+    """The default suite with each test word's two labels replaced by two labels of 1, 2, 3 or 4 tokens
+    (the same count for both, so `plain` is scored per length too), an equal share of words per length."""
+    pools = labels_by_length(tokenizer)
+    short = [n for n, pool in pools.items() if len(pool) < 2]
+    if short:
+        raise ValueError(f"this tokenizer leaves fewer than two candidate labels of {short} tokens")
+    rng = random.Random(seed + 7)
+    test = base.split("test")
+    words = []
+    for i, w in enumerate(test):
+        n = LENGTHS[i * len(LENGTHS) // len(test)]
+        words.append(WordSpec(word=w.word, labels=rng.sample(pools[n], 2), split="test"))
+    return base.model_copy(update={"name": "multitoken", "words": base.split("train") + words})
+
+
+def make_phrasings_suite(base: Suite) -> Suite:
+    """The default suite's words (and its training experiment, so the default calibration serves it) with
+    one test experiment per phrasing in PHRASINGS, each written and read in its own forms."""
+    experiments = list(base.train_experiments) + [
+        ExperimentSpec(name=f"phrasing: {name}", contexts=contexts, write=write, read=read)
+        for name, contexts, write, read in PHRASINGS]
+    return base.model_copy(update={"name": "phrasings", "experiments": experiments})
