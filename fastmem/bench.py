@@ -22,7 +22,8 @@ from .memory import MemoryBank
 from .metrics import PARAPHRASE, LabelIndex, ProbeSet, hit_mask, probe_set
 from .readout import read_answers
 from .probes import answer_matches, fact_pool, lookalikes
-from .prompts import SlottedPrompt, render, unrelated_prompt
+from .keying import key_question, question_forms
+from .prompts import SlottedPrompt, render
 from .retrieval import MODES, KeyGeometry
 from .stats import wilson
 from .suite import Binding, ExperimentSpec, Suite, WordSpec, bindings
@@ -103,7 +104,7 @@ def experiment_probes(lm: FrozenLM, suite: Suite, experiment: ExperimentSpec, wo
 def fact_probes() -> ProbeSet:
     """Every fact prompt of the pool; `kept` scores only those the plain model gets right."""
     facts = fact_pool()
-    return probe_set("kept", [unrelated_prompt(f.prompt) for f in facts], [f.answer for f in facts],
+    return probe_set("kept", [key_question(f.prompt, []).prompt for f in facts], [f.answer for f in facts],
                      [None] * len(facts))
 
 
@@ -171,7 +172,8 @@ def run_bench(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometr
     chosen = [suite.experiment(name) for name in experiments] if experiments else suite.experiments
     words = suite.split("test")[:words_per_experiment] if words_per_experiment else suite.split("test")
     plan = [experiment_probes(lm, suite, exp, words, cal.seed) for exp in chosen]
-    shared = [probe_set("unrelated", [unrelated_prompt(q) for q in suite.unrelated]), fact_probes()]
+    forms = question_forms(suite)  # keyed as the app keys a typed question
+    shared = [probe_set("unrelated", [key_question(q, forms).prompt for q in suite.unrelated]), fact_probes()]
     total = len(unique_prompts([p for s in shared for p in s.prompts]
                                + [p for binds, sets in plan for p in [b.write for b in binds]
                                   + [q for s in sets for q in s.prompts]]))

@@ -26,7 +26,8 @@ from .memory import MemoryBank
 from .metrics import ProbeSet, Sweep, probe_set
 from .probes import lookalikes
 from .projector import KeyProjector, ProjectorConfig, train_projector
-from .prompts import render, unrelated_prompt
+from .keying import key_question, question_forms
+from .prompts import render
 from .retrieval import MODES, KeyGeometry, QueryKeys, score_entries
 from .suite import Suite, bindings
 
@@ -98,7 +99,8 @@ def _training(lm: FrozenLM, suite: Suite, seed: int, token_layers: tuple[int, ..
     dev_words, fit_words = order[:n_dev], order[n_dev:]
     fit = [b for e in suite.train_experiments for b in bindings(e, fit_words)]
     dev = [b for e in suite.train_experiments for b in bindings(e, dev_words)]
-    unrelated = [unrelated_prompt(q) for q in suite.train_unrelated]  # never the test questions
+    forms = question_forms(suite)  # keyed as the app keys a typed question
+    unrelated = [key_question(q, forms).prompt for q in suite.train_unrelated]  # never the test questions
     looks = lookalikes(lm.tokenizer, [w.word for w in dev_words], seed, avoid=[w.word for w in suite.words])
     contexts = [e.contexts[i % 2] for e in suite.train_experiments for i in range(len(looks))]
     probes = {
@@ -262,7 +264,7 @@ def cache_key(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> str:
 
 
 _CALIBRATION_CODE = ("calibrate.py", "probes.py", "projector.py", "retrieval.py", "values.py", "engine.py",
-                     "lm.py", "metrics.py")
+                     "lm.py", "metrics.py", "keying.py", "readout.py", "decode.py")
 
 
 def _cache_folder(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> Path:

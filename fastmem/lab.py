@@ -6,7 +6,6 @@ Every call takes the user's `MemoryBank` explicitly and never keeps it, so sessi
 from __future__ import annotations
 
 import numbers
-import re
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -16,16 +15,15 @@ from .calibrate import Calibration, empty_bank, load_or_calibrate
 from .decode import greedy
 from .engine import answer, check_alpha, make_entries, prompt_states
 from .explain import explain
+from .keying import READ_TEMPLATE, WRITE_TEMPLATE, KeyedQuestion, key_question, question_forms
 from .errors import BindingError, FastmemError, LabelError, MemoryFileError, SettingsError
 from .lm import EncodedPrompt, FrozenLM
 from .memory import MemoryBank
-from .prompts import SlottedPrompt, mark, render, statement_prompt, template_fields, unrelated_prompt
+from .prompts import SlottedPrompt, render, statement_prompt, template_fields
 from .retrieval import DEFAULT_MODE, MODES, NEEDS_PROJECTOR, KeyGeometry, check_mode, check_threshold
 from .suite import Suite, load_suite
 from .suite_library import PHRASINGS
 
-WRITE_TEMPLATE = "In {context}, {word} means"
-READ_TEMPLATE = "Question: in {context}, what is {word}? Answer:"
 PLAIN_TEMPLATE = "Question: what is {word}? Answer:"
 MAX_WORD, MAX_LABEL, MAX_CONTEXT, MAX_QUESTION = 64, 120, 128, 2000
 
@@ -83,10 +81,7 @@ class Lab:
     def __init__(self, lm: FrozenLM, calibration: Calibration, geometry: KeyGeometry, suite: Suite | None = None):
         self.lm, self.calibration, self.geometry = lm, calibration, geometry
         self.suite = suite or load_suite()
-        self.question_forms = list(dict.fromkeys([e.read for e in self.suite.experiments]
-                                                 + [p.read for p in self.suite.paraphrases]
-                                                 + [read for *_, read in PHRASINGS]
-                                                 + [self.suite.plain, READ_TEMPLATE]))
+        self.question_forms = question_forms(self.suite)
         # statement forms a user can pick (the label follows each); any other form works through `write`
         self.write_forms = list(dict.fromkeys([WRITE_TEMPLATE] + [e.write for e in self.suite.experiments]
                                               + [write for _, _, write, _ in PHRASINGS]))
@@ -217,8 +212,12 @@ class Lab:
         return render(READ_TEMPLATE, word, clean_field("context", context, MAX_CONTEXT))
 
     def parse_question(self, text: str, word: str | None = None, context: str | None = None) -> SlottedPrompt:
-        """Slots of a typed question: marked by the user, else from a known question form, else the
-        unrelated-question rule (the last word before '?'). Stored entries are never consulted."""
+        """Slots of a typed question (`key_question`)."""
+        return self.key_question(text, word, context).prompt
+
+    def key_question(self, text: str, word: str | None = None, context: str | None = None) -> KeyedQuestion:
+        """Slots of a typed question by the one keying rule (`fastmem.keying`): the user's marks, else a
+        known question form, else the last word before '?'; the result says which rule applied."""
         if not isinstance(text, str) or not text.strip():
             raise BindingError("The question is empty.")
         if len(text) > MAX_QUESTION:
@@ -228,19 +227,7 @@ class Lab:
         for name, value in (("word", word), ("context", context)):
             if value is not None and not isinstance(value, str):
                 raise BindingError(f"The marked {name} must be text, not {type(value).__name__}.")
-        if word and word.strip():
-            return mark(text, word.strip(), context.strip() if context and context.strip() else None)
-        for form in self.question_forms:
-            pattern = "".join(re.escape(lit) + (f"(?P<{f}>.+?)" if f else "")
-                              for lit, f in _parse(form))
-            m = re.fullmatch(pattern, text.strip())
-            if m and all(g.strip() for g in m.groupdict().values()):
-                offset = text.index(text.strip())
-                ctx = m.groupdict().get("context")
-                return SlottedPrompt(text, (m.start("word") + offset, m.end("word") + offset),
-                                     (m.start("context") + offset, m.end("context") + offset) if ctx else None,
-                                     ctx)
-        return unrelated_prompt(text)
+        return key_question(text, self.question_forms, word, context)
 
     def ask(self, bank: MemoryBank, prompt: SlottedPrompt, mode: str = DEFAULT_MODE, alpha: float | None = None,
             threshold: float | None = "default", max_new_tokens: int = 0) -> AskResult:
@@ -375,12 +362,6 @@ def _check_count(max_new_tokens, minimum: int) -> None:
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) \
             or max_new_tokens < minimum:
         raise SettingsError(f"max_new_tokens {max_new_tokens!r} must be a whole number >= {minimum}.")
-
-
-def _parse(form: str):
-    import string
-
-    return [(lit, f) for lit, f, _, _ in string.Formatter().parse(form)]
 
 
 def _with(obj, **changes):
