@@ -10,6 +10,7 @@ import streamlit as st
 
 from fastmem import DEFAULT_MODE, MODES, FastmemError
 from fastmem import charts
+from fastmem.keying import LAST_WORD
 from fastmem.retrieval import NEEDS_PROJECTOR
 from fastmem.share import ShareView
 from pages._shared import page_lab, require_bank, token_html, vis
@@ -76,11 +77,21 @@ def inspector():
                        ("projector", True), ("thr_choice", "calibrated"), ("n_gen", 4), ("key_layer", bank.key_layer)):
         state.setdefault(key, value)  # defaults set once here, so the widgets below take no `value`
     state["more_q"] = [q for q in state.get("more_q", []) if q in generated]
-    question = st.text_input("Question", key="question")
-    with st.expander("Mark the word and context yourself (optional)"):
+    question = st.text_input("Question", key="question",
+                             help="Any phrasing: a known form is keyed by itself; otherwise mark the word and "
+                                  "the context below (the context may come before or after the word).")
+    keyed = None
+    try:
+        keyed = lab.key_question(question, state.get("mark_word") or None, state.get("mark_context") or None)
+    except FastmemError:
+        pass  # the same error is shown below, where the question is asked
+    unknown_form = keyed is not None and keyed.rule == LAST_WORD and len(bank) > 0
+    with st.expander("Mark the word and context yourself (optional)", expanded=unknown_form):
         c1, c2 = st.columns(2)
         mark_word = c1.text_input("Word in the question", key="mark_word")
         mark_context = c2.text_input("Context in the question", key="mark_context")
+    if keyed is not None:
+        (st.warning if unknown_form else st.caption)(keyed.describe())
     more = st.multiselect("Also ask (questions generated from the memory's bindings)", generated, key="more_q")
 
     c1, c2, c3, c4, c5 = st.columns(5)

@@ -31,7 +31,27 @@ def _title(metric: str) -> str:
     return name + (" ↓" if lower_is_better(metric) else "")
 
 
+LENGTH_MARK = " · "  # "same game A/B · 2-token labels": the benchmark's rows per label length
+
+
+def length_table(rows: list[dict]) -> str:
+    """Write, Read and Plain per label length (rows of a suite whose labels differ in length)."""
+    split = [r for r in rows if LENGTH_MARK in r["experiment"]]
+    if not split:
+        return ""
+    out = ["**By label length (tokens)**\n", "| experiment | mode | label tokens | write | read | plain ↓ |",
+           "|---|---|---|---|---|---|"]
+    for key in dict.fromkeys((r["experiment"], r["mode"]) for r in split):
+        got = {r["metric"]: r for r in split if (r["experiment"], r["mode"]) == key}
+        exp, length = key[0].split(LENGTH_MARK)
+        out.append(f"| {exp} | {key[1]} | {length.split('-')[0]} | "
+                   + " | ".join(_cell(got[m], True) if m in got else "–" for m in ("write", "read", "plain")) + " |")
+    return "\n".join(out) + "\n"
+
+
 def bench_tables(rows: list[dict], modes: list[str] | None = None) -> str:
+    lengths = length_table(rows)
+    rows = [r for r in rows if LENGTH_MARK not in r["experiment"]]
     experiments = list(dict.fromkeys(r["experiment"] for r in rows))
     modes = modes or list(dict.fromkeys(r["mode"] for r in rows))
     paraphrases = sorted({r["metric"] for r in rows if r["metric"].startswith("paraphrase:")})
@@ -53,7 +73,7 @@ def bench_tables(rows: list[dict], modes: list[str] | None = None) -> str:
                          if m in got else "–" for m in metrics]
                 out.append(f"| {exp} | {mode} | " + " | ".join(cells) + f" | {first['alpha']:g} / {thr} |")
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out) + ("\n" + lengths if lengths else "")
 
 
 def scale_table(data: dict) -> str:

@@ -230,9 +230,12 @@ def test_write_a_custom_form_and_a_free_statement_then_read_both_back():
         ("dax", "Mia", "a glass of milk", "According to Mia, dax means")]
 
     at.switch_page("pages/inspect.py").run()
-    at.text_input(key="question").input("Question: on planet Zog, what does the word wug mean? Answer:")
+    at.text_input(key="question").input("Tell me, what could wug mean on planet Zog?").run()
+    warned = [w.value for w in at.warning]
+    assert any("No known question form matches" in w and "'Zog'" in w for w in warned), warned  # never silent
     at.text_input(key="mark_word").input("wug")
     at.text_input(key="mark_context").input("Zog").run()
+    assert any("Keyed on your marks: word 'wug', context 'Zog'" in c.value for c in at.caption)
     assert {m.label: m.value for m in at.metric}["Answer with memory"] == "␣guinea␣pig"
     at.text_input(key="mark_word").input("")
     at.text_input(key="mark_context").input("")

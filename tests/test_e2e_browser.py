@@ -187,3 +187,41 @@ def test_share_file_reopens_the_view_and_bad_json_changes_nothing(page, shots, t
     after = panels(pg)
     assert after == before, (before, after)  # the same view: memory (with its switched-off entry) and settings
     shot(pg, shots, "inspect-shared")
+
+
+def test_multi_token_label_and_custom_form_are_written_and_read_back(page, shots):
+    from playwright.sync_api import expect
+
+    pg = page
+    nav(pg, "Memory")
+    pg.get_by_label("Word", exact=True).fill("zorp")
+    pg.get_by_label("Context", exact=True).fill("game A")
+    pg.get_by_label("Label", exact=True).fill("guinea pig")
+    pg.get_by_role("button", name="Write binding").click()
+    expect(pg.get_by_text("Wrote 1 of 1 rows")).to_be_visible()
+    idle(pg)
+    pg.get_by_test_id("stSelectbox").filter(has_text="Statement form").click()
+    pg.get_by_role("option", name="Custom form…").click()
+    idle(pg)
+    custom = pg.get_by_label("Custom form: {word} and {context} once each; the label follows")
+    custom.fill("According to {context}, the word {word} means")
+    custom.press("Enter")
+    idle(pg)
+    pg.get_by_label("Word", exact=True).fill("dax")
+    pg.get_by_label("Context", exact=True).fill("Mia")
+    pg.get_by_label("Label", exact=True).fill("a glass of milk")
+    pg.get_by_role("button", name="Write binding").click()
+    expect(pg.get_by_text("Wrote 1 of 1 rows")).to_be_visible()
+    expect(pg.get_by_text("According to Mia, the word dax means a glass of milk").first).to_be_visible()
+    idle(pg)
+    shot(pg, shots, "memory-custom-form")
+
+    nav(pg, "Inspect")
+    ask(pg, "Question: in game A, what is zorp? Answer:")
+    expect(pg.get_by_test_id("stMetric").filter(has_text="Answer with memory")
+           .get_by_test_id("stMetricValue")).to_have_text("␣guinea␣pig")
+    ask(pg, "Question: according to Mia, what does dax mean? Answer:")
+    expect(pg.get_by_test_id("stMetric").filter(has_text="Answer with memory")
+           .get_by_test_id("stMetricValue")).to_have_text("␣a␣glass␣of␣milk")
+    assert panels(pg)["generation"].startswith("␣a␣glass␣of␣milk")
+    shot(pg, shots, "inspect-multi-token")

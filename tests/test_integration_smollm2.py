@@ -99,3 +99,23 @@ def test_cli_bench_smoke():
     lines = [line for line in out.splitlines() if line.startswith("same game A/B")]
     assert len(lines) == 2 and "none" in lines[0] and "dual_key" in lines[1]
     assert "forward passes:" in out
+
+
+def test_the_readme_api_example_runs_and_says_what_it_shows(smollm2_lab, tmp_path, monkeypatch, capsys):
+    """The README's Python API example, run as written (Lab.load returns the already-loaded lab)."""
+    import re
+    from pathlib import Path
+
+    from fastmem import Lab
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = re.search(r"## Python API\n\n```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.setattr(Lab, "load", classmethod(lambda cls, *a, **k: smollm2_lab))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "'\\nA' -> ' guinea pig'", out
+    assert out[1].startswith("Asked 'blicket' in context 'game A'. Top-1 is 'blicket' in 'game A' -> 'guinea pig'")
+    assert out[2].startswith("Keyed on your marks:") and out[2].endswith("' a glass of milk'"), out
+    assert "nothing injected" in out[3] and "'blicket' is written only in 'game A', 'game B'" in out[3]
+    assert (tmp_path / "memory.safetensors").stat().st_size > 0

@@ -55,3 +55,20 @@ def test_wilson_always_contains_the_rate():
         for k in range(n + 1):
             lo, hi = wilson(k, n)
             assert 0.0 <= lo <= k / n <= hi <= 1.0, (k, n, lo, hi)
+
+
+def test_extra_builtin_suites_reproduce_their_shipped_files_and_share_the_calibration(smollm2_lab):
+    from fastmem.calibrate import cache_key
+    from fastmem.suite_library import make_multitoken_suite, make_phrasings_suite
+
+    base = make_builtin_suite()
+    assert make_phrasings_suite(base).model_dump() == load_suite("phrasings").model_dump()
+    multi = make_multitoken_suite(base, smollm2_lab.lm.tokenizer)
+    assert multi.model_dump() == load_suite("multitoken").model_dump()
+    lengths = {len(smollm2_lab.lm.label_tokens(w.labels[0])) for w in multi.split("test")}
+    assert lengths == {1, 2, 3, 4}
+    lm = smollm2_lab.lm
+    assert cache_key(lm, multi, 8, 0) == cache_key(lm, base, 8, 0) == cache_key(lm, load_suite("phrasings"), 8, 0)
+    changed = base.model_copy(update={"words": [w.model_copy(update={"labels": ["cat", "dog"]})
+                                                if w.split == "train" else w for w in base.words]})
+    assert cache_key(lm, changed, 8, 0) != cache_key(lm, base, 8, 0)  # training labels do count
