@@ -28,7 +28,7 @@ from .probes import lookalikes
 from .projector import KeyProjector, ProjectorConfig, train_projector
 from .keying import key_question, question_forms
 from .prompts import render
-from .retrieval import MODES, KeyGeometry, QueryKeys, score_entries
+from .retrieval import CONTROLS, MODES, KeyGeometry, QueryKeys, score_entries
 from .suite import Suite, bindings
 
 ALPHAS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -240,6 +240,9 @@ def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, p
     for mode in MODES:
         if mode == "none":
             modes[mode] = ModeSettings(0.0, None)
+            continue
+        if mode in CONTROLS:  # a control is never tuned: it runs with the settings of what it controls
+            modes[mode] = modes[CONTROLS[mode]]
             continue
         table = _dev_metrics(lm, bank, geometry, ts, mode, ALPHAS, THRESHOLDS)
         alpha, thr = _choose(table)

@@ -40,10 +40,10 @@ def prompt_states(lm: FrozenLM, bank: MemoryBank, prompts: list[SlottedPrompt], 
 
 
 def make_entries(lm: FrozenLM, bank: MemoryBank, states: PromptStates, words, contexts, labels,
-                 prompts: list[SlottedPrompt]) -> list[MemoryEntry]:
+                 prompts: list[SlottedPrompt], value_steps: int | None = None) -> list[MemoryEntry]:
     """Entries from the states of write prompts (the label follows each prompt). A label of n tokens gets
     n corrections, each from the state before that token with the label teacher-forced (refined with the
-    answer state as an anchor, `values.correction_vector`)."""
+    answer state as an anchor, `values.correction_vector`). `value_steps` overrides the memory's own."""
     label_ids = [lm.label_tokens(label) for label in labels]
     finals = [states.final[i:i + 1] for i in range(len(labels))]
     multi = [i for i, ids in enumerate(label_ids) if len(ids) > 1]
@@ -53,7 +53,7 @@ def make_entries(lm: FrozenLM, bank: MemoryBank, states: PromptStates, words, co
             finals[i] = got
     answer_state = torch.cat([f[:1].expand(len(f), -1) for f in finals])  # each token's anchor (values.py)
     flat = correction_vector(torch.cat(finals), torch.tensor([t for ids in label_ids for t in ids]),
-                             lm.unembedding.detach().float().cpu(), steps=bank.value_steps, bias=head_bias(lm),
+                             lm.unembedding.detach().float().cpu(), steps=value_steps or bank.value_steps, bias=head_bias(lm),
                              anchor=answer_state)
     values = flat.split([len(ids) for ids in label_ids])
     tokens = [[None] * len(words)] * 2

@@ -31,13 +31,17 @@ def explain(bank: MemoryBank, prompt: SlottedPrompt, mode: str, scores: torch.Te
         runner = f"; runner-up '{o.word}' in '{o.context}' scores {float(scores[others[0]]):.2f}"
     if chosen >= 0:
         gate = f">= threshold {threshold:.2f}" if threshold is not None else "> 0, no threshold"
-        return f"Asked {asked}. Top-1 is {closest} -> '{e.label}' (score {best:.2f} {gate}){runner}."
+        said = f"Asked {asked}. Top-1 is {closest} -> '{e.label}' (score {best:.2f} {gate}){runner}."
+        if mode == "shuffled":  # the control injects the next entry's value (retrieval.retrieve)
+            src = bank.entries[(top + 1) % len(bank)]
+            said += f" Shuffled control: injected the value of '{src.word}' in '{src.context}' -> '{src.label}'."
+        return said
     words = {x.word for x in bank.entries}
     hint = ""
-    if mode == "token_match" and prompt.word in words:
+    if mode in ("token_match", "shuffled") and prompt.word in words:
         written = sorted({x.context for x in bank.entries if x.word == prompt.word})
         hint = f" '{prompt.word}' is written only in {', '.join(repr(c) for c in written[:4])}."
-    elif mode == "token_match":
+    elif mode in ("token_match", "shuffled"):
         hint = f" No entry for the word '{prompt.word}'."
     limit = f"below the threshold {threshold:.2f}" if threshold is not None else "not above 0"
     return f"Asked {asked}: nothing injected.{hint} Closest entry {closest} scores {best:.2f}, {limit}."

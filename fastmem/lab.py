@@ -13,7 +13,7 @@ import torch
 
 from .calibrate import Calibration, empty_bank, load_or_calibrate
 from .decode import greedy
-from .engine import answer, check_alpha, make_entries, prompt_states
+from .engine import answer, check_alpha, head_bias, make_entries, prompt_states
 from .explain import explain
 from .keying import READ_TEMPLATE, WRITE_TEMPLATE, KeyedQuestion, key_question, question_forms
 from .errors import BindingError, FastmemError, LabelError, MemoryFileError, SettingsError
@@ -23,6 +23,7 @@ from .prompts import SlottedPrompt, render, statement_prompt, template_fields
 from .retrieval import DEFAULT_MODE, MODES, NEEDS_PROJECTOR, KeyGeometry, check_mode, check_threshold
 from .suite import Suite, load_suite
 from .suite_library import PHRASINGS
+from .values import correction_vector
 
 PLAIN_TEMPLATE = "Question: what is {word}? Answer:"
 MAX_WORD, MAX_LABEL, MAX_CONTEXT, MAX_QUESTION = 64, 120, 128, 2000
@@ -75,6 +76,7 @@ class AskResult:
     values: torch.Tensor | None = None  # [n, d] the injected entry's correction per label token
     answer_ids: tuple[int, ...] = ()
     base_answer_ids: tuple[int, ...] = ()
+    injected: int = -1  # the entry whose values were injected: `chosen`, or another one (the shuffled control)
 
 
 class Lab:
@@ -130,9 +132,11 @@ class Lab:
 
     # -- write ------------------------------------------------------------------------------
     def write(self, bank: MemoryBank, rows, template: str = WRITE_TEMPLATE, on_duplicate: str = "replace",
-              progress=None) -> list[WriteResult]:
-        """Write (word, context, label) rows; a bad row gets an error and the others are still written."""
+              progress=None, value_steps: int | None = None) -> list[WriteResult]:
+        """Write (word, context, label) rows; a bad row gets an error and the others are still written.
+        `value_steps` (1 = the post's one-step value) overrides the memory's refinement steps for these rows."""
         self.check_memory(bank)
+        value_steps = _check_steps(value_steps)
         if rows is None or isinstance(rows, str | bytes | dict) or not hasattr(rows, "__iter__"):
             raise BindingError("Rows must be a list of (word, context, label) rows.")
         rows = list(rows)
@@ -158,7 +162,7 @@ class Lab:
                 results.append(None)
             except FastmemError as exc:
                 results.append(WriteResult(str(word), str(context), str(label), "error", str(exc)))
-        return self._commit(bank, results, good, on_duplicate, progress)
+        return self._commit(bank, results, good, on_duplicate, progress, value_steps)
 
     def preview_statement(self, template: str, word: str, context: str, label: str) -> str:
         """The statement `write` makes of one row with this form (checks the form as `write` does)."""
@@ -167,11 +171,12 @@ class Lab:
         return f"{render(template, word, context).text} {label.strip()}"
 
     def write_statement(self, bank: MemoryBank, statement: str, word: str, context: str, label: str,
-                        on_duplicate: str = "replace") -> WriteResult:
+                        on_duplicate: str = "replace", value_steps: int | None = None) -> WriteResult:
         """Write one free statement with its word, context and label marked by the user, e.g.
         `According to Mia, dax means a glass of milk` with word `dax`, context `Mia`, label `a glass of
         milk`. The word and context must come before the label. A bad statement gets status 'error'."""
         self.check_memory(bank)
+        value_steps = _check_steps(value_steps)
         if on_duplicate not in ("replace", "keep"):
             raise SettingsError("on_duplicate must be 'replace' or 'keep'.")
         try:
@@ -183,9 +188,10 @@ class Lab:
             self.lm.encode(prompt)
         except FastmemError as exc:
             return WriteResult(str(word), str(context), str(label), "error", str(exc))
-        return self._commit(bank, [None], [(0, w, c, lab, prompt)], on_duplicate, None)[0]
+        return self._commit(bank, [None], [(0, w, c, lab, prompt)], on_duplicate, None, value_steps)[0]
 
-    def _commit(self, bank: MemoryBank, results: list, good: list, on_duplicate: str, progress) -> list[WriteResult]:
+    def _commit(self, bank: MemoryBank, results: list, good: list, on_duplicate: str, progress,
+                value_steps: int | None = None) -> list[WriteResult]:
         """Encode the checked rows `good` ((result index, word, context, label, prompt)) in one batch and add
         them; `results` holds the rows already refused (None where a row of `good` goes)."""
         seen = {}
@@ -199,7 +205,7 @@ class Lab:
         if batch:
             states = prompt_states(self.lm, bank, [g[4] for g in batch], progress=progress)
             entries = make_entries(self.lm, bank, states, [g[1] for g in batch], [g[2] for g in batch],
-                                   [g[3] for g in batch], [g[4] for g in batch])
+                                   [g[3] for g in batch], [g[4] for g in batch], value_steps)
             for g, entry in zip(batch, entries):
                 results[g[0]] = WriteResult(g[1], g[2], g[3], bank.add(entry, on_duplicate))
         return results  # type: ignore[return-value]
@@ -250,14 +256,15 @@ class Lab:
         r = got.retrieved
         chosen, best = int(r.chosen[0]), float(r.best[0])
         reason = explain(bank, prompt, mode, r.scores[0], chosen, threshold)
-        values = bank.entries[chosen].values if chosen >= 0 else torch.zeros(1, bank.hidden_size)
+        source = int(r.injected[0])  # the chosen entry, or (shuffled control) the entry whose values are used
+        values = bank.entries[source].values if source >= 0 else torch.zeros(1, bank.hidden_size)
         # as many tokens as the injected label, each with its own correction; the plain answer as long
         mem, base = greedy(self.lm, [encoded.ids] * 2, [int(got.ids[0]), int(got.base_ids[0])], len(values) - 1,
                            torch.stack([values[1:], torch.zeros_like(values[1:])]), alpha)
         decode = self.lm.tokenizer.decode
         result = AskResult(prompt, encoded, mode, alpha, threshold, r.scores[0], chosen, best, reason,
                            got.base_logits[0], got.logits[0], r.values[0], decode(base), decode(mem),
-                           values=values, answer_ids=tuple(mem), base_answer_ids=tuple(base))
+                           values=values, answer_ids=tuple(mem), base_answer_ids=tuple(base), injected=source)
         return self.continue_answer(result, max_new_tokens) if max_new_tokens > 0 else result
 
     def continue_answer(self, result: AskResult, max_new_tokens: int = 4) -> AskResult:
@@ -293,6 +300,23 @@ class Lab:
     def top_tokens(self, logits: torch.Tensor, k: int = 10) -> list[tuple[str, float]]:
         values, ids = logits.float().topk(min(k, logits.shape[-1]))
         return [(self.lm.tokenizer.decode([int(i)]), float(v)) for v, i in zip(values, ids)]
+
+    def label_ranks(self, bank: MemoryBank, index: int, steps=(1, 8)) -> dict[int, int]:
+        """Rank (1 = top) of the entry's first label token in the logit lens `W_U v` of its value made with
+        each number of steps, from the entry's own write statement: why one step fails on a tied-embedding
+        model (its `W_U v` favours other tokens) while the refined value puts the label first."""
+        self.check_memory(bank)
+        if not 0 <= index < len(bank):
+            raise BindingError(f"No memory entry number {index}.")
+        e = bank.entries[index]
+        states = prompt_states(self.lm, bank, [SlottedPrompt(e.write_text, e.word_span, e.context_span, e.context)])
+        W = self.lm.unembedding.detach().float().cpu()
+        out = {}
+        for n in dict.fromkeys(_check_steps(int(n)) for n in steps):
+            v = correction_vector(states.final, torch.tensor([e.label_id]), W, steps=n, bias=head_bias(self.lm))[0]
+            lens = v @ W.T
+            out[n] = int((lens > lens[e.label_id]).sum()) + 1
+        return out
 
     def correction_tokens(self, value: torch.Tensor, k: int = 10) -> list[tuple[str, float]]:
         """Tokens the correction promotes most: W_U @ v, logit-lens style."""
@@ -357,6 +381,17 @@ class Lab:
         except FastmemError as exc:
             raise ShareFileError(f"The share file does not fit this model: {exc}") from None
         return bank, doc.view
+
+MAX_VALUE_STEPS = 64
+
+
+def _check_steps(steps) -> int | None:
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= MAX_VALUE_STEPS:
+        raise SettingsError(f"Value steps {steps!r} must be a whole number from 1 to {MAX_VALUE_STEPS}.")
+    return int(steps)
+
 
 def _check_count(max_new_tokens, minimum: int) -> None:
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) \

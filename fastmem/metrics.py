@@ -131,8 +131,8 @@ class Sweep:
             if threshold is not None:
                 on = on & (got.best >= threshold)
             ids = inject(base, delta, on, alpha).argmax(-1)
-            answers = read_out(self.lm, self.bank, probes.prompts, ids, base.argmax(-1), got.chosen.masked_fill(~on, -1),
-                               alpha, self.labels.in_play(probes, self.lm.label_tokens))
+            answers = read_out(self.lm, self.bank, probes.prompts, ids, base.argmax(-1),
+                               got.injected.masked_fill(~on, -1), alpha, self.labels.in_play(probes, self.lm.label_tokens))
             out[probes.metric] = hit_mask(probes, answers.ids, answers.base_ids, self.labels,
                                           self.lm.label_tokens).float().mean().item()
         return out

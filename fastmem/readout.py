@@ -42,7 +42,7 @@ def read_out(lm, bank: MemoryBank, prompts, first: torch.Tensor, base_first: tor
              alpha: float, in_play) -> Readout:
     """Greedy answers long enough to hold the longest label sequence `in_play` (the targets and the
     memory's labels). `first`/`base_first` [N]: first tokens with and without memory; `chosen` [N]: the
-    injected entry per row (-1: none)."""
+    entry whose values were injected per row (-1: none)."""
     in_play = [tuple(s) for s in in_play]
     longest = max((len(s) for s in in_play), default=1)
     ids = torch.full((len(first), longest), PAD, dtype=torch.long)
@@ -74,7 +74,7 @@ def starts_with(row: list[int], label: tuple[int, ...]) -> bool:
 
 def read_answers(lm, bank: MemoryBank, probes, got, alpha: float, labels) -> Readout:
     """The readout of an `engine.Answer` to a probe set (`metrics.ProbeSet`), for its metric's rule."""
-    return read_out(lm, bank, probes.prompts, got.ids, got.base_ids, got.retrieved.chosen, alpha,
+    return read_out(lm, bank, probes.prompts, got.ids, got.base_ids, got.retrieved.injected, alpha,
                     labels.in_play(probes, lm.label_tokens))
 
 

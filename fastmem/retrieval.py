@@ -12,6 +12,8 @@ Modes (see README):
                  close match among the question's word and context tokens (and vice versa); early-layer
                  token states, standardised; score = min(word match, context match); the entry chosen is
                  the one with the best product of the two (both count), injected if its score passes
+- shuffled       a control: token_match's retrieval and settings, but the value injected is the next entry's
+                 (values permuted between entries): it shows that the value carries the answer, not any push
 
 With the threshold off, an entry is injected only when its score is above 0: a question that matches
 nothing never gets the first entry's value by default.
@@ -31,7 +33,9 @@ from .lm import PromptStates
 from .memory import MemoryBank
 from .projector import KeyProjector
 
-MODES = ("none", "both_top1", "context_gate", "raw_both_top1", "average", "dual_key", "token_match")
+MODES = ("none", "both_top1", "context_gate", "raw_both_top1", "average", "dual_key", "token_match", "shuffled")
+TOKEN_MODES = ("token_match", "shuffled")  # retrieve by token matching
+CONTROLS = {"shuffled": "token_match"}  # a control mode uses the settings of the mode it controls
 NEEDS_PROJECTOR = ("both_top1", "context_gate", "average")
 DEFAULT_MODE = "token_match"
 QUERY_CHUNK = 64
@@ -89,6 +93,11 @@ class Retrieved:
     chosen: torch.Tensor  # [N] entry index, -1 where nothing is injected
     best: torch.Tensor  # [N] best score (-inf for an empty memory)
     values: torch.Tensor  # [N, d] value to inject (zeros where nothing is)
+    source: torch.Tensor | None = None  # [N] the entry whose values are injected, when not `chosen` (shuffled)
+
+    @property
+    def injected(self) -> torch.Tensor:
+        return self.chosen if self.source is None else self.source
 
 
 def check_mode(mode: str) -> str:
@@ -135,7 +144,7 @@ def score_entries(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGe
     if mode == "raw_both_top1":
         return _unit(query.key) @ bank.cached("raw", lambda s: _unit(s["key"])).T
     g = geometry.identity
-    if mode == "token_match":
+    if mode in TOKEN_MODES:
         word, context = token_match_parts(query, bank, geometry)
         return torch.minimum(word, context)
     if mode == "dual_key":
@@ -161,7 +170,7 @@ def retrieve(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGeometr
              threshold: float | None = None) -> Retrieved:
     threshold = check_threshold(threshold)
     rank = None
-    if mode == "token_match" and len(bank):  # rank by both matches (product), gate by the weaker one (the score)
+    if mode in TOKEN_MODES and len(bank):  # rank by both matches (product), gate by the weaker one (the score)
         word, context = token_match_parts(query, bank, geometry)
         scores, rank = torch.minimum(word, context), word.clamp(min=0) * context.clamp(min=0)
     else:
@@ -185,6 +194,10 @@ def retrieve(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGeometr
         picked = torch.zeros(n, d)
         for row in (chosen >= 0).nonzero().flatten().tolist():
             picked[row] = values[word_ids == word_ids[chosen[row]]].mean(0)
+    elif mode == "shuffled":  # each entry's value goes to the next entry: a fixed derangement
+        source = ((chosen + 1) % len(bank)).masked_fill(chosen < 0, -1)
+        picked = values[source.clamp(min=0)] * (source >= 0).unsqueeze(1)
+        return Retrieved(scores, chosen, best, picked, source)
     else:
         picked = values[chosen.clamp(min=0)] * (chosen >= 0).unsqueeze(1)
     return Retrieved(scores, chosen, best, picked)

@@ -20,7 +20,8 @@ from .probes import TRAIN_UNSEEN_CONTEXTS, UNSEEN_CONTEXTS
 from .prompts import SlottedPrompt, render, template_fields, unrelated_prompt
 
 SUITE_FILES = {"builtin": "builtin_suite.json", "multitoken": "multitoken_suite.json",
-               "phrasings": "phrasings_suite.json"}  # built-in suites, by name
+               "phrasings": "phrasings_suite.json", "nonce-colour": "nonce_colour_suite.json",
+               "real-words": "real_words_suite.json"}  # built-in suites, by name
 MAX_SUITE_BYTES = 5 * 1024 * 1024
 MAX_SUITE_NODES = 200_000  # values after YAML aliases are expanded (guards against "billion laughs")
 MAX_SUITE_DEPTH = 32

@@ -90,3 +90,33 @@ def make_phrasings_suite(base: Suite) -> Suite:
         ExperimentSpec(name=f"phrasing: {name}", contexts=contexts, write=write, read=read)
         for name, contexts, write, read in PHRASINGS]
     return base.model_copy(update={"name": "phrasings", "experiments": experiments})
+
+
+# Nonce words in the style of instruction-learning studies (dax, wif, lug, zup), bound to colours only.
+NONCE = ("dax wif lug zup fep kiki tufa gazzer blick mip tove gorp zav nim pilk tuv wug toma dupe koba "
+         "lorp sib vek jat mell pog rif taz yub zorp quan fim").split()
+COLOURS = ("red blue green yellow black white pink brown orange purple grey gold silver violet").split()
+# Real words given new meanings: the model's prior for the word fights the memory.
+REAL_WORDS = ("apple river chair window garden doctor mountain pencil bottle candle forest engine ladder "
+              "blanket bridge castle button rocket basket mirror tunnel island jacket kettle pillow wallet "
+              "hammer lemon violin camera anchor helmet").split()
+
+
+def _relabelled(base: Suite, name: str, words: list[str], labels: list[str], seed: int) -> Suite:
+    """The default suite's training side with `words` as the test words, each with two labels drawn from
+    `labels` (different ones for its two contexts)."""
+    rng = random.Random(seed + 11)
+    train = base.split("train")
+    taken = {w.word for w in train}
+    test = [WordSpec(word=w, labels=rng.sample(labels, 2), split="test") for w in words if w not in taken]
+    return base.model_copy(update={"name": name, "words": train + test})
+
+
+def make_nonce_colour_suite(base: Suite, seed: int = 0) -> Suite:
+    """Nonce words (dax, wif, lug, zup, ...) bound to colours: the classic instruction-learning setup."""
+    return _relabelled(base, "nonce-colour", list(NONCE), list(COLOURS), seed)
+
+
+def make_real_words_suite(base: Suite, seed: int = 0) -> Suite:
+    """Everyday words given new meanings (`In game A, apple means blue`): the prior fights the memory."""
+    return _relabelled(base, "real-words", list(REAL_WORDS), list(LABELS), seed)

@@ -170,6 +170,11 @@ def inspector():
         if r.chosen >= 0:
             st.altair_chart(charts.token_bars(lab.correction_tokens(r.value, 8), "Tokens the correction promotes",
                                               "#2e9d5b"), width="stretch")
+            source = r.injected
+            ranks = lab.label_ranks(use_bank, source, (1, use_bank.value_steps))
+            st.caption(f"Rank of {vis(' ' + use_bank.entries[source].label)}'s first token in W_U v: "
+                       + ", ".join(f"#{rank:,} with {n} step{'s' * (n > 1)}" for n, rank in ranks.items())
+                       + ". One step often leaves other tokens ahead on a tied-embedding model; refining fixes it.")
         else:
             st.caption("No correction injected.")
     with t2.container(key="before_box"):

@@ -25,7 +25,8 @@ if not usable:
 def write_statement(statement, word, context, label, on_duplicate):
     """Write one free statement with its marks; its result shows like a one-row write."""
     try:
-        result = lab.write_statement(bank, statement, word, context, label, on_duplicate)
+        result = lab.write_statement(bank, statement, word, context, label, on_duplicate,
+                                     st.session_state.get("value_steps"))
     except FastmemError as exc:
         st.error(str(exc))
         return
@@ -50,7 +51,8 @@ def write_rows(rows, on_duplicate, template=WRITE_TEMPLATE):
         bar.progress(min(1.0, done[0] / len(rows)), text=f"Encoded {done[0]}/{len(rows)}")
 
     try:
-        results = lab.write(bank, rows, template=template, on_duplicate=on_duplicate, progress=progress)
+        results = lab.write(bank, rows, template=template, on_duplicate=on_duplicate, progress=progress,
+                            value_steps=st.session_state.get("value_steps"))
     except FastmemError as exc:
         bar.empty()
         st.error(str(exc))
@@ -127,6 +129,10 @@ if usable:
     on_dup = st.radio("When a word is already bound in that context", ["replace", "keep"], horizontal=True,
                       key="on_duplicate", format_func=lambda x: {"replace": "replace the old entry",
                                                                  "keep": "keep the old entry"}[x])
+    st.number_input("Value steps", 1, 64, value=bank.value_steps, key="value_steps",
+                    help="1 = the post's one-step value W_U[label] − softmax(W_U h) @ W_U; more steps keep descending "
+                         "the same loss through the output head. Inspect shows where the label ranks in W_U v for "
+                         "one step and for the refined value.")
     tab_one, tab_free, tab_table, tab_text, tab_suite = st.tabs(
         ["One binding", "Free statement", "Table", "Paste lines", "From a suite file"])
     with tab_one:

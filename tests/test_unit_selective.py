@@ -305,3 +305,24 @@ def test_scale_grows_one_memory_and_scores_it_with_the_benchmark_rows(tiny_lab):
         assert got["read"].mode == "token_match"
     table = format_scale(rows, timings).splitlines()
     assert len(table) == 3 and table[1].startswith("4 ") and table[2].startswith("8 ")
+
+
+def test_shuffled_control_retrieves_like_token_match_but_reads_badly(tiny_lab):
+    """The control: same retrieval and settings as token_match, another entry's value; Read collapses."""
+    from fastmem.bench import score_probes
+    from fastmem.engine import prompt_states
+
+    bank = tiny_lab.new_memory()
+    rows = [("blicket", "game A", "red"), ("dax", "game B", "blue"), ("wug", "game C", "green"),
+            ("toma", "game D", "cat")]
+    tiny_lab.write(bank, rows)
+    reads = probe_set("read", [tiny_lab.question(w, c) for w, c, _ in rows], [label for *_, label in rows])
+    states = prompt_states(tiny_lab.lm, bank, list(reads.prompts))
+    cal = tiny_lab.calibration
+    assert cal.settings("shuffled") == cal.settings("token_match")
+    rate = {m: score_probes(tiny_lab.lm, bank, tiny_lab.geometry, cal, "t", m, reads, states)[0].rate
+            for m in ("token_match", "shuffled")}
+    assert rate["token_match"] >= 0.75 and rate["shuffled"] == 0.0, rate
+    r = tiny_lab.ask(bank, tiny_lab.question("blicket", "game A"), mode="shuffled")
+    assert r.chosen == 0 and "Shuffled control: injected the value of 'dax' in 'game B'" in r.reason
+    assert torch.equal(r.value, bank.entries[1].value)

@@ -59,10 +59,15 @@ def test_wilson_always_contains_the_rate():
 
 def test_extra_builtin_suites_reproduce_their_shipped_files_and_share_the_calibration(smollm2_lab):
     from fastmem.calibrate import cache_key
-    from fastmem.suite_library import make_multitoken_suite, make_phrasings_suite
+    from fastmem.suite_library import (make_multitoken_suite, make_nonce_colour_suite, make_phrasings_suite,
+                                       make_real_words_suite)
 
     base = make_builtin_suite()
     assert make_phrasings_suite(base).model_dump() == load_suite("phrasings").model_dump()
+    assert make_nonce_colour_suite(base).model_dump() == load_suite("nonce-colour").model_dump()
+    assert make_real_words_suite(base).model_dump() == load_suite("real-words").model_dump()
+    for name in ("nonce-colour", "real-words"):  # other test words: look-alikes avoid them, so own calibration
+        assert len(load_suite(name).split("test")) == 32 and load_suite(name).split("train") == base.split("train")
     multi = make_multitoken_suite(base, smollm2_lab.lm.tokenizer)
     assert multi.model_dump() == load_suite("multitoken").model_dump()
     lengths = {len(smollm2_lab.lm.label_tokens(w.labels[0])) for w in multi.split("test")}

@@ -89,3 +89,24 @@ def test_logits_of_final_state_equal_plain_forward(lm):
         with torch.no_grad():
             ref = lm.model(input_ids=ids).logits[0, -1].float()
         torch.testing.assert_close(got[i], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_label_ranks_show_the_refined_value_puts_the_label_first(tiny_lab):
+    bank = tiny_lab.new_memory()
+    tiny_lab.write(bank, [("blicket", "game A", "red")])
+    ranks = tiny_lab.label_ranks(bank, 0, (1, 8, 64))
+    assert set(ranks) == {1, 8, 64} and all(r >= 1 for r in ranks.values())
+    assert ranks[64] <= ranks[8] <= ranks[1] and ranks[64] == 1, ranks
+
+
+def test_write_with_one_value_step_stores_the_posts_value(tiny_lab):
+    from fastmem.values import one_step_value
+
+    bank = tiny_lab.new_memory()
+    tiny_lab.write(bank, [("blicket", "game A", "red")], value_steps=1)
+    lm = tiny_lab.lm
+    states = lm.states([render(WRITE, "blicket", "game A")])
+    want = one_step_value(states.final, torch.tensor(lm.label_tokens("red")), lm.unembedding.detach().float().cpu())
+    torch.testing.assert_close(bank.entries[0].value, want[0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(Exception, match="Value steps 0"):
+        tiny_lab.write(bank, [("dax", "game A", "red")], value_steps=0)
