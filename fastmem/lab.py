@@ -5,7 +5,6 @@ Every call takes the user's `MemoryBank` explicitly and never keeps it, so sessi
 """
 from __future__ import annotations
 
-import numbers
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -15,6 +14,8 @@ from .calibrate import Calibration, empty_bank, load_or_calibrate
 from .decode import greedy
 from .engine import answer, check_alpha, head_bias, make_entries, prompt_states
 from .explain import explain
+from .fields import (MAX_CONTEXT, MAX_LABEL, MAX_QUESTION, MAX_WORD, check_count, check_steps,  # noqa: F401
+                     clean_field)
 from .keying import READ_TEMPLATE, WRITE_TEMPLATE, KeyedQuestion, key_question, question_forms
 from .errors import BindingError, FastmemError, LabelError, MemoryFileError, SettingsError
 from .lm import EncodedPrompt, FrozenLM
@@ -26,25 +27,6 @@ from .suite_library import PHRASINGS
 from .values import correction_vector
 
 PLAIN_TEMPLATE = "Question: what is {word}? Answer:"
-MAX_WORD, MAX_LABEL, MAX_CONTEXT, MAX_QUESTION = 64, 120, 128, 2000
-
-
-def clean_field(name: str, text, max_len: int) -> str:
-    """Strip and validate a user-typed word, context or label."""
-    if not isinstance(text, str):
-        raise BindingError(f"The {name} must be text, not {type(text).__name__}.")
-    text = unicodedata.normalize("NFC", text).strip()
-    if not text:
-        raise BindingError(f"The {name} is empty.")
-    if len(text) > max_len:
-        raise BindingError(f"The {name} is {len(text)} characters long; at most {max_len} are allowed.")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text):
-        raise BindingError(f"The {name} {text[:40]!r} contains control or invisible characters.")
-    if "{" in text or "}" in text:
-        raise BindingError(f"The {name} {text!r} contains braces {{ }}, which templates reserve.")
-    return text
-
-
 @dataclass(frozen=True)
 class WriteResult:
     word: str
@@ -136,7 +118,7 @@ class Lab:
         """Write (word, context, label) rows; a bad row gets an error and the others are still written.
         `value_steps` (1 = the post's one-step value) overrides the memory's refinement steps for these rows."""
         self.check_memory(bank)
-        value_steps = _check_steps(value_steps)
+        value_steps = check_steps(value_steps)
         if rows is None or isinstance(rows, str | bytes | dict) or not hasattr(rows, "__iter__"):
             raise BindingError("Rows must be a list of (word, context, label) rows.")
         rows = list(rows)
@@ -176,7 +158,7 @@ class Lab:
         `According to Mia, dax means a glass of milk` with word `dax`, context `Mia`, label `a glass of
         milk`. The word and context must come before the label. A bad statement gets status 'error'."""
         self.check_memory(bank)
-        value_steps = _check_steps(value_steps)
+        value_steps = check_steps(value_steps)
         if on_duplicate not in ("replace", "keep"):
             raise SettingsError("on_duplicate must be 'replace' or 'keep'.")
         try:
@@ -246,7 +228,7 @@ class Lab:
         alpha = check_alpha(defaults.alpha if alpha is None else alpha)
         threshold = defaults.threshold if isinstance(threshold, str) and threshold == "default" \
             else check_threshold(threshold)
-        _check_count(max_new_tokens, 0)
+        check_count(max_new_tokens, 0)
         if mode in NEEDS_PROJECTOR and bank.key_layer != self.calibration.key_layer:
             raise SettingsError(f"Mode {mode} uses the projector trained at layer {self.calibration.key_layer}; "
                                 f"this memory's keys are at layer {bank.key_layer}. Use raw_both_top1 or dual_key.")
@@ -270,7 +252,7 @@ class Lab:
     def continue_answer(self, result: AskResult, max_new_tokens: int = 4) -> AskResult:
         """The answer with greedy continuations (at most 32 tokens) without and with memory, decoded as
         one batch. Separate from `ask` so an app can show the answer first and the continuations after."""
-        _check_count(max_new_tokens, 1)
+        check_count(max_new_tokens, 1)
         firsts = [int(result.base_logits.argmax()), int(result.logits.argmax())]
         steps = min(int(max_new_tokens), 32) - 1
         tail = torch.zeros(2, steps, self.lm.hidden_size)
@@ -312,7 +294,7 @@ class Lab:
         states = prompt_states(self.lm, bank, [SlottedPrompt(e.write_text, e.word_span, e.context_span, e.context)])
         W = self.lm.unembedding.detach().float().cpu()
         out = {}
-        for n in dict.fromkeys(_check_steps(int(n)) for n in steps):
+        for n in dict.fromkeys(check_steps(int(n)) for n in steps):
             v = correction_vector(states.final, torch.tensor([e.label_id]), W, steps=n, bias=head_bias(self.lm))[0]
             lens = v @ W.T
             out[n] = int((lens > lens[e.label_id]).sum()) + 1
@@ -381,23 +363,6 @@ class Lab:
         except FastmemError as exc:
             raise ShareFileError(f"The share file does not fit this model: {exc}") from None
         return bank, doc.view
-
-MAX_VALUE_STEPS = 64
-
-
-def _check_steps(steps) -> int | None:
-    if steps is None:
-        return None
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= MAX_VALUE_STEPS:
-        raise SettingsError(f"Value steps {steps!r} must be a whole number from 1 to {MAX_VALUE_STEPS}.")
-    return int(steps)
-
-
-def _check_count(max_new_tokens, minimum: int) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) \
-            or max_new_tokens < minimum:
-        raise SettingsError(f"max_new_tokens {max_new_tokens!r} must be a whole number >= {minimum}.")
-
 
 def _with(obj, **changes):
     from dataclasses import replace

@@ -1,0 +1,43 @@
+"""Checks on what a user types or passes: text fields, step counts. Every refusal is a FastmemError whose
+message can be shown as is (docs/bad-inputs.md)."""
+from __future__ import annotations
+
+import numbers
+import unicodedata
+
+from .errors import BindingError, SettingsError
+
+MAX_WORD, MAX_LABEL, MAX_CONTEXT, MAX_QUESTION = 64, 120, 128, 2000
+
+
+def clean_field(name: str, text, max_len: int) -> str:
+    """Strip and validate a user-typed word, context or label."""
+    if not isinstance(text, str):
+        raise BindingError(f"The {name} must be text, not {type(text).__name__}.")
+    text = unicodedata.normalize("NFC", text).strip()
+    if not text:
+        raise BindingError(f"The {name} is empty.")
+    if len(text) > max_len:
+        raise BindingError(f"The {name} is {len(text)} characters long; at most {max_len} are allowed.")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text):
+        raise BindingError(f"The {name} {text[:40]!r} contains control or invisible characters.")
+    if "{" in text or "}" in text:
+        raise BindingError(f"The {name} {text!r} contains braces {{ }}, which templates reserve.")
+    return text
+
+
+MAX_VALUE_STEPS = 64
+
+
+def check_steps(steps) -> int | None:
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= MAX_VALUE_STEPS:
+        raise SettingsError(f"Value steps {steps!r} must be a whole number from 1 to {MAX_VALUE_STEPS}.")
+    return int(steps)
+
+
+def check_count(max_new_tokens, minimum: int) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) \
+            or max_new_tokens < minimum:
+        raise SettingsError(f"max_new_tokens {max_new_tokens!r} must be a whole number >= {minimum}.")
