@@ -171,7 +171,12 @@ def inspector():
             st.altair_chart(charts.token_bars(lab.correction_tokens(r.value, 8), "Tokens the correction promotes",
                                               "#2e9d5b"), width="stretch")
             source = r.injected
-            ranks = lab.label_ranks(use_bank, source, (1, use_bank.value_steps))
+            e = use_bank.entries[source]
+            rank_key = (e.slot, e.label, e.write_text, use_bank.value_steps)  # a forward pass: once per entry
+            cache = state.setdefault("_label_ranks", {})
+            if rank_key not in cache:
+                cache[rank_key] = lab.label_ranks(use_bank, source, (1, use_bank.value_steps))
+            ranks = cache[rank_key]
             st.caption(f"Rank of {vis(' ' + use_bank.entries[source].label)}'s first token in W_U v: "
                        + ", ".join(f"#{rank:,} with {n} step{'s' * (n > 1)}" for n, rank in ranks.items())
                        + ". One step often leaves other tokens ahead on a tied-embedding model; refining fixes it.")
