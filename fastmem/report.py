@@ -91,3 +91,14 @@ def format_table(rows, with_post: bool = True, gap: int = 2) -> str:
 
 
 __all__ = ["pivot_frame", "format_table", "metric_title", "lower_is_better", "cell", "FOOTNOTE"]
+
+
+def seed_spread(rows) -> pd.DataFrame:
+    """Mean, min and max of each (experiment, mode, metric) rate over the seeds in `rows` (benchmark rows of
+    several runs, told apart by their `seed`), with the number of seeds and the rows' total n."""
+    frame = pd.DataFrame(_records(rows))
+    keys = ["experiment", "mode", "metric"]
+    order = frame[keys].drop_duplicates()
+    spread = frame.groupby(keys, sort=False).agg(mean=("rate", "mean"), low=("rate", "min"), high=("rate", "max"),
+                                                 seeds=("seed", "nunique"), n=("n", "sum")).reset_index()
+    return order.merge(spread, on=keys, how="left")

@@ -72,3 +72,16 @@ def test_format_table_widths_follow_content():
 @pytest.mark.parametrize("bad", [None, float("nan")])
 def test_cell_without_post(bad):
     assert report.cell({"rate": 1.0, "ci_low": 0.9, "ci_high": 1.0, "post": bad}) == "1.000 [0.90, 1.00]"
+
+
+def test_seed_spread_means_and_ranges_per_cell():
+    from fastmem.report import seed_spread
+
+    rows = [{"experiment": "e", "mode": "m", "metric": "read", "rate": r, "seed": s, "n": 10}
+            for s, r in enumerate((0.9, 1.0, 0.8))]
+    rows.append({"experiment": "e", "mode": "m", "metric": "plain", "rate": 0.0, "seed": 0, "n": 5})
+    got = seed_spread(rows).set_index("metric")
+    assert list(got.index) == ["read", "plain"]
+    assert abs(got.loc["read", "mean"] - 0.9) < 1e-9 and got.loc["read", "low"] == 0.8
+    assert got.loc["read", "high"] == 1.0 and got.loc["read", "seeds"] == 3 and got.loc["read", "n"] == 30
+    assert got.loc["plain", "seeds"] == 1
