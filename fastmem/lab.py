@@ -21,6 +21,7 @@ from .errors import BindingError, FastmemError, LabelError, MemoryFileError, Set
 from .lm import EncodedPrompt, FrozenLM
 from .memory import MemoryBank
 from .prompts import SlottedPrompt, render, statement_prompt, template_fields
+from .readout import tail_corrections
 from .retrieval import DEFAULT_MODE, MODES, NEEDS_PROJECTOR, KeyGeometry, check_mode, check_threshold
 from .suite import Suite, load_suite
 from .suite_library import PHRASINGS
@@ -242,7 +243,7 @@ class Lab:
         values = bank.entries[source].values if source >= 0 else torch.zeros(1, bank.hidden_size)
         # as many tokens as the injected label, each with its own correction; the plain answer as long
         mem, base = greedy(self.lm, [encoded.ids] * 2, [int(got.ids[0]), int(got.base_ids[0])], len(values) - 1,
-                           torch.stack([values[1:], torch.zeros_like(values[1:])]), alpha)
+                           tail_corrections(bank, torch.tensor([source, -1]), len(values) - 1), alpha)
         decode = self.lm.tokenizer.decode
         result = AskResult(prompt, encoded, mode, alpha, threshold, r.scores[0], chosen, best, reason,
                            got.base_logits[0], got.logits[0], r.values[0], decode(base), decode(mem),

@@ -120,7 +120,9 @@ def inspector():
 
     try:
         use_bank = keyed_bank(int(layer))
-        prompts = [lab.parse_question(question, mark_word or None, mark_context or None)]
+        # keyed above, before the marks were drawn; keying again only raises its error for the box below
+        prompts = [keyed.prompt if keyed is not None else lab.parse_question(question, mark_word or None,
+                                                                              mark_context or None)]
         prompts += [lab.parse_question(q) for q in more if q != question]
         start = time.perf_counter()
         first = lab.ask(use_bank, prompts[0], mode=mode, alpha=alpha, threshold=threshold)

@@ -22,6 +22,12 @@ if not usable:
         st.rerun()
 
 
+def report_rows(results) -> list[dict]:
+    """The write report's rows (one per written row, errors included), kept in the session for display."""
+    return [{"row": i + 1, "word": r.word, "context": r.context, "label": r.label, "status": r.status,
+             "error": r.error or ""} for i, r in enumerate(results)]
+
+
 def write_statement(statement, word, context, label, on_duplicate):
     """Write one free statement with its marks; its result shows like a one-row write."""
     try:
@@ -30,9 +36,7 @@ def write_statement(statement, word, context, label, on_duplicate):
     except FastmemError as exc:
         st.error(str(exc))
         return
-    st.session_state["write_report"] = [{"row": 1, "word": result.word, "context": result.context,
-                                         "label": result.label, "status": result.status,
-                                         "error": result.error or ""}]
+    st.session_state["write_report"] = report_rows([result])
 
 
 def write_rows(rows, on_duplicate, template=WRITE_TEMPLATE):
@@ -58,9 +62,7 @@ def write_rows(rows, on_duplicate, template=WRITE_TEMPLATE):
         st.error(str(exc))
         return
     bar.empty()
-    st.session_state["write_report"] = [
-        {"row": i + 1, "word": r.word, "context": r.context, "label": r.label, "status": r.status,
-         "error": r.error or ""} for i, r in enumerate(results)]
+    st.session_state["write_report"] = report_rows(results)
 
 
 def preview(form: str, word: str, context: str, label: str) -> str:
@@ -90,9 +92,7 @@ def load_preset(key: str) -> None:
     except FastmemError as exc:
         st.error(str(exc))
         return
-    st.session_state["write_report"] = [
-        {"row": i + 1, "word": r.word, "context": r.context, "label": r.label, "status": r.status,
-         "error": r.error or ""} for i, r in enumerate(results)]
+    st.session_state["write_report"] = report_rows(results)
     st.session_state["preset_loaded"] = key
 
 
