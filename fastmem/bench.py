@@ -15,7 +15,7 @@ from importlib import resources
 import torch
 
 from . import metrics
-from .calibrate import Calibration, empty_bank
+from .calibrate import Calibration, ModeSettings, empty_bank
 from .engine import answer, make_entries, prompt_states
 from .lm import FrozenLM, PromptStates
 from .memory import MemoryBank
@@ -24,7 +24,10 @@ from .readout import read_answers
 from .probes import answer_matches, fact_pool, lookalikes
 from .keying import key_question, question_forms
 from .prompts import SlottedPrompt, render
+from .in_context import IN_CONTEXT_MODES, in_context_readout
 from .retrieval import MODES, KeyGeometry
+
+BENCH_MODES = MODES + IN_CONTEXT_MODES  # the memory's modes and the in-context baselines
 from .stats import wilson
 from .suite import Binding, ExperimentSpec, Suite, WordSpec, bindings
 
@@ -53,6 +56,7 @@ class Row:
     threshold: float | None
     post: float | None  # the reference post's figure (Pythia-70M), where it reports one
     token_layer: int = -1
+    prompt_tokens: float | None = None  # mean tokens per prompt as the model ran it (in-context: with statements)
 
 
 @dataclass
@@ -145,13 +149,21 @@ def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Cal
                  labels: LabelIndex | None = None, post: dict | None = None) -> list[Row]:
     """Rows for one probe set under one mode, from one retrieval and injection; an unrelated set also gives
     `unchanged` (the same answers under another rule). The one scoring path of bench, scale and curve."""
-    s = cal.settings(mode)
+    in_context = mode in IN_CONTEXT_MODES
+    s = ModeSettings(0.0, None) if in_context else cal.settings(mode)
     labels = labels or LabelIndex.of(bank)
     sets = [probes] + ([probe_set("unchanged", probes.prompts, probes.targets, probes.contexts)]
                        if probes.metric == "unrelated" else [])
-    got = answer(lm, bank, geometry, states, list(probes.contexts), mode, s.alpha, s.threshold, base_logits) \
-        if len(probes) else None
-    answers = read_answers(lm, bank, probes, got, s.alpha, labels) if got is not None else None
+    answers, tokens = None, None
+    if len(probes) and in_context:  # no retrieval: the statements go before the question
+        base = lm.logits(states.final) if base_logits is None else base_logits
+        answers, lengths = in_context_readout(lm, bank, mode, list(probes.prompts), base.argmax(-1),
+                                              labels.in_play(probes, lm.label_tokens))
+        tokens = sum(lengths) / len(lengths)
+    elif len(probes):
+        got = answer(lm, bank, geometry, states, list(probes.contexts), mode, s.alpha, s.threshold, base_logits)
+        answers = read_answers(lm, bank, probes, got, s.alpha, labels)
+        tokens = sum(len(lm.encode(p).ids) for p in probes.prompts) / len(probes)
     rows = []
     for p in sets:
         n = len(p)
@@ -159,7 +171,7 @@ def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Cal
         lo, hi = wilson(h, n)
         rows.append(Row(lm.name, experiment, mode, p.metric, n, h, h / max(1, n), lo, hi, cal.seed, cal.key_layer,
                         cal.symbol_layer, cal.context_layer, cal.value_steps, s.alpha, s.threshold,
-                        (post or {}).get((experiment, mode, p.metric)), cal.token_layer))
+                        (post or {}).get((experiment, mode, p.metric)), cal.token_layer, tokens))
     return rows
 
 

@@ -267,7 +267,7 @@ def cache_key(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> str:
 
 
 _CALIBRATION_CODE = ("calibrate.py", "probes.py", "projector.py", "retrieval.py", "values.py", "engine.py",
-                     "lm.py", "metrics.py", "keying.py", "readout.py", "decode.py")
+                     "lm.py", "metrics.py", "keying.py", "readout.py", "decode.py", "codebook.py")
 
 
 def _cache_folder(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> Path:

@@ -15,6 +15,7 @@ from .lm import FrozenLM, PromptStates
 from .memory import MemoryBank, MemoryEntry
 from .prompts import SlottedPrompt
 from .retrieval import KeyGeometry, QueryKeys, Retrieved, as_number, retrieve
+from .codebook import CODEBOOK, codebook_scores
 from .decode import answer_states
 from .values import correction_vector
 
@@ -90,14 +91,21 @@ def answer(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, states: Prompt
     `base_logits` (the plain model's, from an earlier call) saves recomputing them for every mode.
     """
     alpha = check_alpha(alpha)
-    query = QueryKeys.from_states(states, bank, contexts)
-    got = retrieve(mode, query, bank, geometry, threshold)
+    got = lookup(lm, mode, states, bank, geometry, contexts, threshold)
     base = lm.logits(states.final) if base_logits is None else base_logits
     on = got.chosen >= 0
     delta = torch.zeros_like(base)
     if on.any() and alpha != 0.0:  # only rows that retrieved something change
         delta[on] = got.values[on] @ lm.unembedding.detach().float().cpu().T
     return Answer(base, inject(base, delta, on, alpha), got)
+
+
+def lookup(lm: FrozenLM, mode: str, states: PromptStates, bank: MemoryBank, geometry: KeyGeometry, contexts,
+           threshold: float | None) -> Retrieved:
+    """Retrieval for any mode: the codebook's scores need the model (its entry keys are forward passes)."""
+    query = QueryKeys.from_states(states, bank, contexts)
+    scores = codebook_scores(lm, bank, states) if mode == CODEBOOK and len(bank) else None
+    return retrieve(mode, query, bank, geometry, threshold, scores)
 
 
 def inject(base_logits: torch.Tensor, delta_logits: torch.Tensor, on: torch.Tensor, alpha: float) -> torch.Tensor:

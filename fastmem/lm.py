@@ -64,20 +64,23 @@ class PromptStates:
     final: torch.Tensor  # [N, d]
     word_tokens: TokenStates | None = None
     context_tokens: TokenStates | None = None
+    last: torch.Tensor | None = None  # [N, n_layers + 1, d] at the prompt's last token (the codebook's key)
 
     def __len__(self) -> int:
         return self.final.shape[0]
 
     def select(self, index) -> "PromptStates":
         return PromptStates(self.word[index], self.context[index], self.final[index],
-                            *(None if t is None else t.select(index) for t in (self.word_tokens, self.context_tokens)))
+                            *(None if t is None else t.select(index) for t in (self.word_tokens, self.context_tokens)),
+                            None if self.last is None else self.last[index])
 
     @staticmethod
     def cat(parts: list["PromptStates"]) -> "PromptStates":
         dense = (torch.cat([getattr(p, f) for p in parts]) for f in ("word", "context", "final"))
         tokens = [None if any(getattr(p, f) is None for p in parts) else TokenStates.cat([getattr(p, f) for p in parts])
                   for f in ("word_tokens", "context_tokens")]
-        return PromptStates(*dense, *tokens)
+        last = None if any(p.last is None for p in parts) else torch.cat([p.last for p in parts])
+        return PromptStates(*dense, *tokens, last)
 
 
 class FrozenLM:
@@ -187,14 +190,14 @@ class FrozenLM:
             tokens = [_span_states(hidden, chunk, width, token_layers, attr) if token_layers else None
                       for attr in ("word_positions", "context_positions")]
             parts.append(PromptStates(torch.stack(word).float().cpu(), torch.stack(context).float().cpu(),
-                                      hidden[:, -1, -1].float().cpu(), *tokens))
+                                      hidden[:, -1, -1].float().cpu(), *tokens, hidden[:, :, -1].float().cpu()))
             if progress is not None:
                 progress(len(chunk))
         if not parts:
             d, n = self.hidden_size, self.n_layers + 1
             empty = TokenStates(token_layers, torch.zeros(0, len(token_layers), 1, d), torch.zeros(0, 1, dtype=torch.bool))
             return PromptStates(torch.zeros(0, n, d), torch.zeros(0, n, d), torch.zeros(0, d),
-                                *((empty, empty) if token_layers else (None, None)))
+                                *((empty, empty) if token_layers else (None, None)), torch.zeros(0, n, d))
         back = torch.empty(len(order), dtype=torch.long)
         back[torch.tensor(order)] = torch.arange(len(order))
         return PromptStates.cat(parts).select(back)

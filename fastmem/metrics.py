@@ -109,7 +109,7 @@ class Sweep:
     (calibration chooses with it on dev probes, `curve` draws test probes with it)."""
 
     def __init__(self, lm, bank: MemoryBank, geometry, mode: str, sets):
-        from .retrieval import QueryKeys, retrieve
+        from .engine import lookup
 
         self.lm, self.bank, self.labels = lm, bank, LabelIndex.of(bank)
         unembedding = lm.unembedding.detach().float().cpu()
@@ -117,7 +117,7 @@ class Sweep:
         for probes, states in sets:
             if not len(probes):
                 continue
-            got = retrieve(mode, QueryKeys.from_states(states, bank, probes.contexts), bank, geometry, None)
+            got = lookup(lm, mode, states, bank, geometry, probes.contexts, None)
             base = lm.logits(states.final)
             self.scored.append((probes, got, base, got.values @ unembedding.T))
 

@@ -39,10 +39,11 @@ def tail_corrections(bank: MemoryBank, chosen: torch.Tensor, steps: int) -> torc
 
 
 def read_out(lm, bank: MemoryBank, prompts, first: torch.Tensor, base_first: torch.Tensor, chosen: torch.Tensor,
-             alpha: float, in_play) -> Readout:
+             alpha: float, in_play, rows: list[list[int]] | None = None) -> Readout:
     """Greedy answers long enough to hold the longest label sequence `in_play` (the targets and the
     memory's labels). `first`/`base_first` [N]: first tokens with and without memory; `chosen` [N]: the
-    entry whose values were injected per row (-1: none)."""
+    entry whose values were injected per row (-1: none); `rows`: the token rows `first` came from, when
+    they are not the prompts' own (the in-context baselines)."""
     in_play = [tuple(s) for s in in_play]
     longest = max((len(s) for s in in_play), default=1)
     ids = torch.full((len(first), longest), PAD, dtype=torch.long)
@@ -58,10 +59,11 @@ def read_out(lm, bank: MemoryBank, prompts, first: torch.Tensor, base_first: tor
     if not mem_at and not base_at:
         return Readout(ids, base)
     steps = longest - 1
-    rows = [lm.encode(prompts[i]).ids for i in mem_at + base_at]
+    tokens = [rows[i] if rows is not None else lm.encode(prompts[i]).ids for i in mem_at] + [
+        lm.encode(prompts[i]).ids for i in base_at]
     corrections = torch.cat([tail_corrections(bank, chosen[mem_at], steps), torch.zeros(len(base_at), steps,
                                                                                       bank.hidden_size)])
-    answers = greedy(lm, rows, [int(first[i]) for i in mem_at] + [int(base_first[i]) for i in base_at], steps,
+    answers = greedy(lm, tokens, [int(first[i]) for i in mem_at] + [int(base_first[i]) for i in base_at], steps,
                      corrections, alpha)
     for (target, i), answer in zip([(ids, i) for i in mem_at] + [(base, i) for i in base_at], answers):
         target[i, :len(answer)] = torch.tensor(answer[:longest], dtype=torch.long)

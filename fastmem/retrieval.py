@@ -12,6 +12,8 @@ Modes (see README):
                  close match among the question's word and context tokens (and vice versa); early-layer
                  token states, standardised; score = min(word match, context match); the entry chosen is
                  the one with the best product of the two (both count), injected if its score passes
+- codebook       a GRACE-style baseline (`codebook.py`): the last token's state of one canonical question per
+                 entry, nearest key within a deferral radius (cosine >= threshold); the same values
 - shuffled       a control: token_match's retrieval and settings, but the value injected is the next entry's
                  (values permuted between entries): it shows that the value carries the answer, not any push
 
@@ -33,7 +35,9 @@ from .lm import PromptStates
 from .memory import MemoryBank
 from .projector import KeyProjector
 
-MODES = ("none", "both_top1", "context_gate", "raw_both_top1", "average", "dual_key", "token_match", "shuffled")
+MODES = ("none", "both_top1", "context_gate", "raw_both_top1", "average", "dual_key", "token_match", "codebook",
+         "shuffled")
+NEEDS_MODEL = ("codebook",)  # scored from the questions' last-token states against keys the model computes
 TOKEN_MODES = ("token_match", "shuffled")  # retrieve by token matching
 CONTROLS = {"shuffled": "token_match"}  # a control mode uses the settings of the mode it controls
 NEEDS_PROJECTOR = ("both_top1", "context_gate", "average")
@@ -141,6 +145,8 @@ def score_entries(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGe
     n, m = query.key.shape[0], len(bank)
     if mode == "none" or m == 0:
         return torch.full((n, m), float("-inf"))
+    if mode in NEEDS_MODEL:
+        raise SettingsError(f"Mode {mode} is scored with the model: call engine.lookup.")
     if mode == "raw_both_top1":
         return _unit(query.key) @ bank.cached("raw", lambda s: _unit(s["key"])).T
     g = geometry.identity
@@ -167,10 +173,16 @@ def score_entries(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGe
 
 
 def retrieve(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGeometry,
-             threshold: float | None = None) -> Retrieved:
+             threshold: float | None = None, scores: torch.Tensor | None = None) -> Retrieved:
+    """Top-1 entry per question and the value to inject. `scores` [N, M]: similarities computed outside
+    (mode codebook, `engine.lookup`), else scored here."""
     threshold = check_threshold(threshold)
     rank = None
-    if mode in TOKEN_MODES and len(bank):  # rank by both matches (product), gate by the weaker one (the score)
+    if scores is not None:
+        pass
+    elif mode in NEEDS_MODEL:
+        raise SettingsError(f"Mode {mode} is scored with the model: call engine.lookup.")
+    elif mode in TOKEN_MODES and len(bank):  # rank by both matches (product), gate by the weaker one (the score)
         word, context = token_match_parts(query, bank, geometry)
         scores, rank = torch.minimum(word, context), word.clamp(min=0) * context.clamp(min=0)
     else:

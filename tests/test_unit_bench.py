@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from fastmem.bench import METRICS, rows_to_csv, run_bench
+from fastmem.bench import BENCH_MODES, METRICS, rows_to_csv, run_bench
 from fastmem.report import format_table
 from fastmem.calibrate import calibrate
 from fastmem.retrieval import MODES
@@ -41,13 +41,13 @@ def test_calibration_leaves_the_model_unchanged(neox, calibrated):
 def test_run_bench_rows_for_every_experiment_mode_metric(neox, small_suite, calibrated):
     cal, geometry, before = calibrated
     progress = []
-    rows, timing = run_bench(neox, small_suite, cal, geometry, modes=MODES, words_per_experiment=WORDS,
+    rows, timing = run_bench(neox, small_suite, cal, geometry, modes=BENCH_MODES, words_per_experiment=WORDS,
                              progress=lambda done, total: progress.append((done, total)))
     experiments = [e.name for e in small_suite.experiments]
     metrics = METRICS + tuple(f"paraphrase:{p.name}" for p in small_suite.paraphrases)
     keys = [(r.experiment, r.mode, r.metric) for r in rows]
-    assert len(keys) == len(set(keys)) == len(experiments) * len(MODES) * len(metrics)
-    assert set(keys) == {(e, m, k) for e in experiments for m in MODES for k in metrics}
+    assert len(keys) == len(set(keys)) == len(experiments) * len(BENCH_MODES) * len(metrics)
+    assert set(keys) == {(e, m, k) for e in experiments for m in BENCH_MODES for k in metrics}
     n_unrelated = len(small_suite.unrelated)
     n_wrong = 2 * (len(experiments) - 1) + len(small_suite.unseen_contexts)  # other experiments' + unused contexts
     for r in rows:
