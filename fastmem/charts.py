@@ -220,3 +220,70 @@ def failure_chart(failures: list[dict]) -> alt.Chart:
         y=alt.Y("binding:N", sort="x", title=None),
         tooltip=list(data.columns),
     ).properties(title="Failures: how far the right entry was behind", height=max(60, 20 * len(data)))
+
+
+def _sized(rows) -> pd.DataFrame:
+    from .report import metric_title
+    from .scale import size_of
+
+    df = rows_frame(rows)
+    if df.empty:
+        raise ValueError("no rows to chart")
+    df["bindings"] = [size_of(e) for e in df["experiment"]]
+    df["panel"] = [metric_title(m) for m in df["metric"]]
+    return df
+
+
+def rates_by_size(rows, title: str) -> alt.Chart:
+    """Rows of `N bindings` experiments (scale, baselines): one panel per metric, rate against the number
+    of bindings (log scale), one line per mode, 95% intervals as error bars."""
+    df = _sized(rows)
+    modes, panels = list(dict.fromkeys(df["mode"])), list(dict.fromkeys(df["panel"]))
+    x = alt.X("bindings:Q", scale=alt.Scale(type="log"), title="bindings in memory (log)",
+              axis=alt.Axis(format="~s"))
+    base = alt.Chart().encode(x=x, color=alt.Color("mode:N", sort=modes, legend=alt.Legend(orient="bottom")))
+    lines = base.mark_line(point=True).encode(
+        y=alt.Y("rate:Q", scale=alt.Scale(domain=[0, 1]), title="rate"),
+        tooltip=["mode", "metric", "bindings", "n", "hits", alt.Tooltip("rate:Q", format=".3f"),
+                 alt.Tooltip("ci_low:Q", format=".3f"), alt.Tooltip("ci_high:Q", format=".3f")])
+    errors = base.mark_errorbar(ticks=True).encode(y=alt.Y("ci_low:Q", title="rate"), y2="ci_high:Q")
+    return alt.layer(lines, errors, data=df).properties(width=170, height=150).facet(
+        facet=alt.Facet("panel:N", sort=panels, title=None, header=alt.Header(labelFontSize=12, labelLimit=220)),
+        columns=len(panels), title=title)
+
+
+def costs_by_size(frame: pd.DataFrame, title: str, y_title: str) -> alt.Chart:
+    """Cost against the number of bindings, both on log scales: columns `bindings`, `series`, `value`."""
+    series = list(dict.fromkeys(frame["series"]))
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("bindings:Q", scale=alt.Scale(type="log"), title="bindings in memory (log)", axis=alt.Axis(format="~s")),
+        y=alt.Y("value:Q", scale=alt.Scale(type="log"), title=y_title),
+        color=alt.Color("series:N", sort=series, title=None, legend=alt.Legend(orient="right", labelLimit=320)),
+        tooltip=["series", "bindings", alt.Tooltip("value:Q", format=",.2f")],
+    ).properties(width=420, height=200, title=title)
+
+
+def baselines_chart(rows, costs) -> alt.Chart:
+    """`baselines.run_baselines` results: every metric against the number of bindings per mode, then the
+    milliseconds and prompt tokens of one question."""
+    costs = [asdict(c) if is_dataclass(c) else dict(c) for c in costs]
+    ms = pd.DataFrame([{"bindings": c["size"], "series": c["mode"], "value": c["ms_per_question"]} for c in costs
+                       if c["ms_per_question"] is not None]
+                      + [{"bindings": c["size"], "series": f"{c['mode']} (statements cached)", "value": c["ms_cached"]}
+                         for c in costs if c.get("ms_cached") is not None])
+    tokens = pd.DataFrame([{"bindings": c["size"], "series": c["mode"], "value": c["prompt_tokens"]} for c in costs
+                           if c["prompt_tokens"] is not None])
+    cost = alt.hconcat(costs_by_size(ms, "Time per question (batch 1, median)", "ms per question (log)"),
+                       costs_by_size(tokens, "Prompt length", "tokens per question (log)"))
+    return alt.vconcat(rates_by_size(rows, "Memory vs baselines as bindings grow (↓ lower is better)"), cost)
+
+
+def capacity_chart(points, timings) -> alt.Chart:
+    """`scale.run_scale` results: every metric against the memory's size, then retrieval and write time."""
+    timings = [asdict(t) if is_dataclass(t) else dict(t) for t in timings]
+    cost = pd.DataFrame([{"bindings": t["size"], "series": "retrieval, ms per question", "value": t["retrieval_ms"]}
+                         for t in timings]
+                        + [{"bindings": t["size"], "series": "write, ms per binding",
+                            "value": 1000 * t["write_s_per_binding"]} for t in timings])
+    return alt.vconcat(rates_by_size(points, "One memory as it grows (↓ lower is better)"),
+                       costs_by_size(cost, "Time", "milliseconds (log)"))

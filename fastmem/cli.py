@@ -92,13 +92,34 @@ def cmd_scale(args) -> int:
     lab = Lab(lm, cal, geometry, suite)
     start = time.perf_counter()
     points, timings = run_scale(lab, args.sizes, args.seed, args.sample, args.mode,
-                                progress=lambda msg: print(msg, file=sys.stderr))
+                                progress=lambda done, total, msg: print(msg, file=sys.stderr))
     print(f"\n{lm.name}, seed {args.seed}, mode {args.mode}, {args.sample} sampled words per size, token layer "
           f"{cal.token_layer}, value steps {cal.value_steps} ({time.perf_counter() - start:.0f} s)")
     print(format_scale(points, timings))
     if args.json:
         Path(args.json).write_text(json.dumps({"points": [asdict(p) for p in points],
                                                "timings": [asdict(t) for t in timings]}, indent=1))
+    return 0
+
+
+def cmd_baselines(args) -> int:
+    import json
+    from dataclasses import asdict
+
+    from .baselines import format_baselines, run_baselines
+    from .lab import Lab
+
+    lm, suite, cal, geometry = _setup(args)
+    lab = Lab(lm, cal, geometry, suite)
+    start = time.perf_counter()
+    rows, costs = run_baselines(lab, args.sizes, args.modes, args.seed, args.questions, args.timed,
+                                progress=lambda done, total, msg: print(msg, file=sys.stderr))
+    print(f"\n{lm.name}, seed {args.seed}, {args.questions} written bindings asked per size, cost: median of "
+          f"{args.timed} single questions ({time.perf_counter() - start:.0f} s)")
+    print(format_baselines(rows, costs))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": [asdict(r) for r in rows],
+                                               "costs": [asdict(c) for c in costs]}, indent=1))
     return 0
 
 
@@ -133,6 +154,15 @@ def main(argv=None) -> int:
     scale.add_argument("--mode", default="token_match", choices=MODES)
     scale.add_argument("--json", default=None, help="JSON file for the points and timings")
     scale.set_defaults(func=cmd_scale)
+    base = sub.add_parser("baselines", help="memory vs in-context and codebook as bindings grow: metrics and cost")
+    _common(base)
+    base.add_argument("--sizes", nargs="+", type=int, default=[2, 10, 100, 1000])
+    base.add_argument("--modes", nargs="+", default=["token_match", "codebook", "in_context_all", "in_context_word"],
+                      choices=BENCH_MODES)
+    base.add_argument("--questions", type=int, default=64, help="written bindings asked per size")
+    base.add_argument("--timed", type=int, default=5, help="single questions timed per size and mode")
+    base.add_argument("--json", default=None, help="JSON file for the rows and costs")
+    base.set_defaults(func=cmd_baselines)
     curve = sub.add_parser("curve", help="Read against false fires as the threshold moves (one experiment)")
     _common(curve)
     curve.add_argument("--experiment", default="new lab north/south")

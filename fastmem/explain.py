@@ -43,5 +43,8 @@ def explain(bank: MemoryBank, prompt: SlottedPrompt, mode: str, scores: torch.Te
         hint = f" '{prompt.word}' is written only in {', '.join(repr(c) for c in written[:4])}."
     elif mode in ("token_match", "shuffled"):
         hint = f" No entry for the word '{prompt.word}'."
+    if mode == "codebook":
+        hint = (" The codebook keys each entry by one question form (`Question: in <context>, what is <word>? "
+                "Answer:`); another phrasing lands outside its radius.")
     limit = f"below the threshold {threshold:.2f}" if threshold is not None else "not above 0"
     return f"Asked {asked}: nothing injected.{hint} Closest entry {closest} scores {best:.2f}, {limit}."

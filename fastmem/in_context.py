@@ -104,16 +104,22 @@ def final_states(lm: FrozenLM, prompts: list[InContextPrompt], batch_size: int =
                 got = answer_states(lm, [prompts[i].ids for i in chunk], [1] * len(chunk), batch_size)
                 out[chunk] = torch.cat(got)
             continue
-        cache = lm.model.base_model(input_ids=torch.tensor([prefix], device=lm.device),
-                                    use_cache=True).past_key_values
+        cache = run_statements(lm, prefix)
         size = max(1, min(batch_size, CACHE_TOKENS // len(prefix)))  # rows of a copied cache held at once
         for start in range(0, len(rows), size):
             chunk = rows[start:start + size]
-            out[chunk] = _on_cached_prefix(lm, cache, len(prefix), [prompts[i].question for i in chunk])
+            out[chunk] = on_cached_statements(lm, cache, len(prefix), [prompts[i].question for i in chunk])
     return out
 
 
-def _on_cached_prefix(lm: FrozenLM, cache, n_prefix: int, questions: list[tuple[int, ...]]) -> torch.Tensor:
+@torch.inference_mode()
+def run_statements(lm: FrozenLM, prefix: tuple[int, ...]):
+    """The KV cache of the statements' tokens, run once."""
+    return lm.model.base_model(input_ids=torch.tensor([prefix], device=lm.device), use_cache=True).past_key_values
+
+
+@torch.inference_mode()
+def on_cached_statements(lm: FrozenLM, cache, n_prefix: int, questions: list[tuple[int, ...]]) -> torch.Tensor:
     """[B, d] final states of B questions run on a copy of the statements' cache, padded on the right (a causal
     model's real tokens never see the padding after them)."""
     rows = copy.deepcopy(cache)

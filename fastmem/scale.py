@@ -45,8 +45,15 @@ def size_label(size: int) -> str:
     return f"{size:,} bindings"
 
 
+def size_of(label: str) -> int:
+    """The number of bindings back from `size_label`."""
+    return int(label.split()[0].replace(",", ""))
+
+
 def run_scale(lab: Lab, sizes, seed: int = 0, sample: int = 128, mode: str = DEFAULT_MODE,
-              progress=None) -> tuple[list[Row], list[ScaleTiming]]:
+              progress=None, should_stop=None) -> tuple[list[Row], list[ScaleTiming]]:
+    """`progress(sizes done, sizes in all, message)`; `should_stop()` is polled between write batches and ends
+    the run with the sizes finished so far."""
     sizes = check_sizes(sizes)
     rng = random.Random(seed)
     taken = {w.word for w in lab.suite.words}
@@ -57,14 +64,16 @@ def run_scale(lab: Lab, sizes, seed: int = 0, sample: int = 128, mode: str = DEF
     bank, points, timings, written = lab.new_memory(), [], [], 0
     settings = lab.calibration.settings(mode)
     facts = _qualified_facts(lab)
-    for size in sizes:
+    for done, size in enumerate(sizes):
         n_words = size // 2
         rows = [(w, c, labels[w][i]) for w in words[written:n_words] for i, c in enumerate(experiment.contexts)]
         start = time.perf_counter()
         for at in range(0, len(rows), 512):  # bounded batches: Lab.write holds their states at once
+            if should_stop and should_stop():
+                return points, timings
             lab.write(bank, rows[at:at + 512])
             if progress:
-                progress(f"size {size}: wrote {min(at + 512, len(rows))}/{len(rows)}")
+                progress(done, len(sizes), f"size {size:,}: wrote {min(at + 512, len(rows)):,}/{len(rows):,}")
         write_s = (time.perf_counter() - start) / max(1, len(rows))
         written = n_words
         asked = rng.sample(words[:n_words], min(sample, n_words))
@@ -75,6 +84,8 @@ def run_scale(lab: Lab, sizes, seed: int = 0, sample: int = 128, mode: str = DEF
             points += score_probes(lab.lm, bank, lab.geometry, lab.calibration, size_label(size), mode, s,
                                    states[s.metric], labels=index)
         timings.append(_time_retrieval(lab, bank, states["read"], sets[0], mode, settings.threshold, size, write_s))
+        if progress:
+            progress(done + 1, len(sizes), f"size {size:,}: scored")
     return points, timings
 
 

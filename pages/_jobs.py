@@ -20,6 +20,7 @@ class BenchJob:
     rows: list = field(default_factory=list)
     done: int = 0
     total: int = 0
+    message: str = ""  # what the run is doing now, when it says (size runs)
     status: str = "starting"  # starting / running / stopping / stopped / done / failed
     error: str | None = None
     timing: object = None
@@ -37,10 +38,11 @@ class BenchJob:
         return (self.finished or time.time()) - self.started
 
     def start(self, run) -> "BenchJob":
-        """Run `run(progress, should_stop, on_row) -> (rows, timing)` in a daemon thread."""
+        """Run `run(progress, should_stop, on_row) -> (rows, timing)` in a daemon thread; `timing` is whatever
+        the run reports besides its rows (bench: Timing; size runs: costs or timings per size)."""
 
-        def progress(done, total):
-            self.done, self.total = int(done), int(total)
+        def progress(done, total, message: str = ""):
+            self.done, self.total, self.message = int(done), int(total), message
             if self.status == "starting":
                 self.status = "running"
 

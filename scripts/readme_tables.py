@@ -3,6 +3,8 @@
     python -m fastmem bench --model smollm2 --json results.json
     python -m fastmem scale --model smollm2 --sizes 100 1000 10000 --json scale.json
     python scripts/readme_tables.py results.json [--scale scale.json]
+    python scripts/readme_tables.py baselines-bench.json --compact     # one line per experiment and mode
+    python scripts/readme_tables.py --sizes baselines.json            # from `python -m fastmem baselines --json`
 """
 from __future__ import annotations
 
@@ -91,15 +93,57 @@ def scale_table(data: dict) -> str:
     return "\n".join(out)
 
 
+COMPACT = ("write", "read", "plain", "wrong_context", "lookalike", "unrelated", "kept")
+
+
+def compact_table(rows: list[dict], modes: list[str] | None = None) -> str:
+    """One line per experiment and mode: the main metrics, the paraphrases' mean, and tokens per question."""
+    rows = [r for r in rows if LENGTH_MARK not in r["experiment"]]
+    modes = modes or list(dict.fromkeys(r["mode"] for r in rows))
+    out = ["| experiment | mode | " + " | ".join(_title(m) for m in COMPACT[:2]) + " | paraphrases (mean) | "
+           + " | ".join(_title(m) for m in COMPACT[2:]) + " | tokens / question |", "|---|---|" + "---|" * 9]
+    for exp in dict.fromkeys(r["experiment"] for r in rows):
+        for mode in modes:
+            got = {r["metric"]: r for r in rows if r["experiment"] == exp and r["mode"] == mode}
+            if not got:
+                continue
+            para = [r for m, r in got.items() if m.startswith("paraphrase:")]
+            mean = sum(r["hits"] for r in para) / max(1, sum(r["n"] for r in para))
+            tokens = got["read"].get("prompt_tokens")
+            out.append(f"| {exp} | {mode} | " + " | ".join(_cell(got[m], True) for m in COMPACT[:2])
+                       + f" | {mean:.3f} | " + " | ".join(_cell(got[m], m in ("wrong_context", "lookalike", "kept"))
+                                                          for m in COMPACT[2:])
+                       + (f" | {tokens:,.0f} |" if tokens is not None else " | – |"))
+    return "\n".join(out) + "\n"
+
+
+def sizes_table(data: dict) -> str:
+    """The baselines command's rows and costs: one line per size and mode."""
+    metrics = ("read", "wrong_context", "lookalike", "plain", "kept")
+    out = ["| bindings | mode | " + " | ".join(_title(m) for m in metrics)
+           + " | tokens / question | ms / question | ms, statements cached |", "|---|---|" + "---|" * 8]
+    for c in data["costs"]:
+        got = {r["metric"]: r for r in data["rows"]
+               if r["experiment"] == f"{c['size']:,} bindings" and r["mode"] == c["mode"]}
+        cells = [_cell(got[m], True) if m in got else "does not fit" for m in metrics]
+        tokens = f"{c['prompt_tokens']:,.0f}" if c["prompt_tokens"] is not None else f"> {c['window']:,}"
+        ms = f"{c['ms_per_question']:,.0f}" if c["ms_per_question"] is not None else "–"
+        cached = f"{c['ms_cached']:,.0f}" if c.get("ms_cached") is not None else "–"
+        out.append(f"| {c['size']:,} | {c['mode']} | " + " | ".join(cells) + f" | {tokens} | {ms} | {cached} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench_json", nargs="?")
     ap.add_argument("--scale", default=None)
     ap.add_argument("--modes", nargs="+", default=None)
+    ap.add_argument("--compact", action="store_true", help="one line per experiment and mode")
+    ap.add_argument("--sizes", default=None, help="JSON of `python -m fastmem baselines`")
     args = ap.parse_args()
     if args.bench_json:
         data = json.loads(Path(args.bench_json).read_text())
-        print(bench_tables(data["rows"], args.modes))
+        print(compact_table(data["rows"], args.modes) if args.compact else bench_tables(data["rows"], args.modes))
         if "calibration" in data:
             c = data["calibration"]
             print(f"Calibration: token layer {c.get('token_layer')}, key layer {c['key_layer']}, symbol layer "
@@ -110,6 +154,8 @@ def main() -> None:
             print(f"Forward passes {t['forward_passes']}; wall {t['total_s']:.0f} s (forward {t['forward_s']:.0f} s).")
     if args.scale:
         print(scale_table(json.loads(Path(args.scale).read_text())))
+    if args.sizes:
+        print(sizes_table(json.loads(Path(args.sizes).read_text())))
 
 
 if __name__ == "__main__":

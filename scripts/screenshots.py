@@ -95,6 +95,11 @@ def take(url: str, out: Path, width: int) -> list[Path]:
         nav(pg, "Benchmark")
         helpers.run_benchmark(pg, 8, STEP_MS)
         paths.append(shot(pg, out, "benchmark"))
+        print("benchmark: baselines against bindings", flush=True)
+        pg.get_by_role("tab", name="Baselines vs bindings").click()
+        helpers.fill_and_run(pg, "Written bindings asked per size", 8, "Run baselines vs bindings",
+                             "tokens/question", STEP_MS)
+        paths.append(shot(pg, out, "benchmark-baselines"))
 
         nav(pg, "Experiments")
         helpers.run_experiment(pg, 4, STEP_MS)

@@ -195,6 +195,41 @@ def test_benchmark_stop_keeps_finished_rows():
     assert not at.button(key="bench_run").disabled
 
 
+def test_benchmark_runs_the_baselines_as_bindings_grow_and_charts_them():
+    at = new_app()
+    at.switch_page("pages/benchmark.py").run()
+    at.multiselect(key="baselines_sizes").set_value([2, 10])
+    at.multiselect(key="baselines_modes").set_value(["token_match", "in_context_all", "in_context_word"])
+    at.number_input(key="baselines_questions").set_value(4)
+    at.button(key="baselines_run").click().run()
+    assert not at.exception, at.exception
+    job = at.session_state["baselines_job"]
+    assert job.wait(900) and job.status == "done", (job.status, job.error)
+    at.run()
+    assert not at.exception, at.exception
+    assert {(r.experiment, r.mode) for r in job.rows if r.metric == "read"} == {
+        (f"{n} bindings", m) for n in (2, 10) for m in ("token_match", "in_context_all", "in_context_word")}
+    assert {c.size for c in job.timing} == {2, 10} and all(c.fits for c in job.timing)
+    assert len(at.get("vega_lite_chart")) == 1
+    table = next(c.value for c in at.code if "tokens/question" in c.value)
+    assert "in_context_word" in table and "ms/question" in table
+
+
+def test_benchmark_runs_the_capacity_curve():
+    at = new_app()
+    at.switch_page("pages/benchmark.py").run()
+    at.multiselect(key="capacity_sizes").set_value([100])
+    at.number_input(key="capacity_questions").set_value(4)
+    at.button(key="capacity_run").click().run()
+    job = at.session_state["capacity_job"]
+    assert job.wait(900) and job.status == "done", (job.status, job.error)
+    at.run()
+    assert not at.exception, at.exception
+    assert {r.metric for r in job.rows} == {"read", "wrong_context", "lookalike", "kept"}
+    assert [t.size for t in job.timing] == [100] and len(at.get("vega_lite_chart")) == 1
+    assert any("retrieval ms/question" in c.value for c in at.code)
+
+
 def test_experiments_page_shows_failures_table():
     at = new_app()
     at.switch_page("pages/experiments.py").run()

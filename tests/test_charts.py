@@ -159,3 +159,37 @@ def test_failure_chart():
     c = charts.failure_chart([{"binding": "x · game A", "margin": -0.1, "retrieved": "y"}])
     assert isinstance(c, alt.Chart)
     c.to_dict()
+
+
+def test_baselines_chart_rates_and_costs_against_bindings_on_log_scales():
+    from fastmem.baselines import Cost
+
+    rows = [_row(f"{n:,} bindings", m, met, .5) for n in (2, 10, 1000) for m in ("token_match", "in_context_all")
+            for met in ("read", "wrong_context", "kept")]
+    costs = [Cost(n, "token_match", True, 20, 30.0) for n in (2, 10, 1000)] + [
+        Cost(2, "in_context_all", True, 60, 80.0, 40.0), Cost(10, "in_context_all", True, 150, 200.0, 45.0),
+        Cost(1000, "in_context_all", False, None, None, None, 8192)]
+    spec = charts.baselines_chart(rows, costs).to_dict()
+    rates, cost = spec["vconcat"]
+    assert rates["facet"]["sort"] == ["read", "wrong_context ↓", "kept"]
+    x = rates["spec"]["layer"][0]["encoding"]["x"]
+    assert x["scale"]["type"] == "log" and x["title"] == "bindings in memory (log)"
+    ms, tokens = cost["hconcat"]
+    ms_values = spec["datasets"][ms["data"]["name"]]
+    assert {v["series"] for v in ms_values} == {"token_match", "in_context_all", "in_context_all (statements cached)"}
+    assert not [v for v in ms_values if v["bindings"] == 1000 and v["series"] == "in_context_all"]  # did not fit
+    assert ms["encoding"]["y"]["title"] == "ms per question (log)" and tokens["encoding"]["y"]["scale"]["type"] == "log"
+
+
+def test_capacity_chart_from_scale_points_and_timings():
+    from fastmem.scale import ScaleTiming
+
+    points = [_row(f"{n:,} bindings", "token_match", met, 1.0) for n in (100, 10_000) for met in ("read", "lookalike")]
+    timings = [ScaleTiming(100, 0.02, 0.2, 0.01), ScaleTiming(10_000, 0.02, 1.8, 0.5)]
+    spec = charts.capacity_chart(points, timings).to_dict()
+    rates, cost = spec["vconcat"]
+    assert rates["facet"]["sort"] == ["read", "lookalike ↓"]
+    values = spec["datasets"][cost["data"]["name"]]
+    assert {(v["series"], v["bindings"]) for v in values} >= {("retrieval, ms per question", 10_000),
+                                                               ("write, ms per binding", 100)}
+    assert [v["value"] for v in values if v["series"] == "write, ms per binding"] == [20.0, 20.0]

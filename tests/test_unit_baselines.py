@@ -115,3 +115,29 @@ def test_codebook_uses_the_nearest_key_only_within_the_deferral_radius(tiny_lab,
     assert got.retrieved.chosen.tolist() == [3, -1]  # the other question lies outside every radius
     wide = answer(lm, memory, geometry, states, [None, None], "codebook", 4.0, -1.0)
     assert int(wide.retrieved.chosen[1]) >= 0  # with the radius wide open, the nearest key always fires
+
+
+def test_baselines_score_every_mode_per_size_and_cost_grows_only_in_context(tiny_lab, monkeypatch):
+    from fastmem.baselines import DEFAULT_MODES, format_baselines, run_baselines
+    from fastmem.scale import size_label
+
+    rows, costs = run_baselines(tiny_lab, [2, 8], DEFAULT_MODES, seed=0, questions=4, timed=2)
+    for size in (2, 8):
+        for mode in DEFAULT_MODES:
+            got = {r.metric: r for r in rows if r.experiment == size_label(size) and r.mode == mode}
+            assert set(got) == {"read", "wrong_context", "lookalike", "plain", "kept"}, (size, mode)
+            assert got["read"].n == 4  # 2 bindings: two memories of one word, each asked both bindings
+    cost = {(c.size, c.mode): c for c in costs}
+    assert cost[(8, "in_context_all")].prompt_tokens > cost[(2, "in_context_all")].prompt_tokens
+    assert cost[(8, "token_match")].prompt_tokens == cost[(2, "token_match")].prompt_tokens
+    assert cost[(8, "in_context_all")].ms_cached is not None and cost[(8, "token_match")].ms_cached is None
+    assert all(c.fits and c.ms_per_question > 0 for c in costs)
+    # a window too small for 8 bindings' statements: in_context_all does not fit, the others still run
+    monkeypatch.setattr(tiny_lab.lm.model.config, "max_position_embeddings", int(cost[(2, "in_context_all")]
+                                                                                   .prompt_tokens) + 20)
+    rows, costs = run_baselines(tiny_lab, [2, 8], DEFAULT_MODES, seed=0, questions=4, timed=2)
+    cost = {(c.size, c.mode): c for c in costs}
+    assert cost[(2, "in_context_all")].fits and not cost[(8, "in_context_all")].fits
+    assert not [r for r in rows if r.experiment == size_label(8) and r.mode == "in_context_all"]
+    assert [r for r in rows if r.experiment == size_label(8) and r.mode == "in_context_word"]
+    assert "does not fit" in format_baselines(rows, costs)
