@@ -26,10 +26,10 @@ from .keying import key_question, question_forms
 from .prompts import SlottedPrompt, render
 from .in_context import IN_CONTEXT_MODES, in_context_readout
 from .retrieval import MODES, KeyGeometry
-
-BENCH_MODES = MODES + IN_CONTEXT_MODES  # the memory's modes and the in-context baselines
 from .stats import wilson
 from .suite import Binding, ExperimentSpec, Suite, WordSpec, bindings
+
+BENCH_MODES = MODES + IN_CONTEXT_MODES  # the memory's modes and the in-context baselines
 
 METRICS = ("write", "read", "plain", "unrelated", "unchanged", "wrong_context", "lookalike", "kept")
 LOWER_IS_BETTER = metrics.LOWER_IS_BETTER

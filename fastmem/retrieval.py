@@ -13,7 +13,7 @@ Modes (see README):
                  token states, standardised; score = min(word match, context match); the entry chosen is
                  the one with the best product of the two (both count), injected if its score passes
 - codebook       a GRACE-style baseline (`codebook.py`): the last token's state of one canonical question per
-                 entry, nearest key within a deferral radius (cosine >= threshold); the same values
+                 entry, nearest key within a deferral radius (1 - |q - k| / |k| >= threshold); the same values
 - shuffled       a control: token_match's retrieval and settings, but the value injected is the next entry's
                  (values permuted between entries): it shows that the value carries the answer, not any push
 
@@ -178,14 +178,12 @@ def retrieve(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGeometr
     (mode codebook, `engine.lookup`), else scored here."""
     threshold = check_threshold(threshold)
     rank = None
-    if scores is not None:
-        pass
-    elif mode in NEEDS_MODEL:
+    if scores is None and mode in NEEDS_MODEL:
         raise SettingsError(f"Mode {mode} is scored with the model: call engine.lookup.")
-    elif mode in TOKEN_MODES and len(bank):  # rank by both matches (product), gate by the weaker one (the score)
+    if scores is None and mode in TOKEN_MODES and len(bank):  # rank by both matches (product), gate by the weaker
         word, context = token_match_parts(query, bank, geometry)
         scores, rank = torch.minimum(word, context), word.clamp(min=0) * context.clamp(min=0)
-    else:
+    elif scores is None:
         scores = score_entries(mode, query, bank, geometry)
     n, d = query.key.shape[0], bank.hidden_size
     if scores.shape[1] == 0:

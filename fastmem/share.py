@@ -18,7 +18,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import MemoryFileError
-from .retrieval import DEFAULT_MODE
 
 FORMAT = "fastmem-share"
 VERSION = 1

@@ -21,6 +21,10 @@ A frozen causal LM gets an **external key/value memory**; its weights never chan
   same word can then mean different things in different contexts (game A vs game B), while a look-alike word, a
   context that was never written and unrelated questions are left alone. **dual_key** (symbol similarity ×
   context similarity) and the post's modes can be chosen on the Inspect and Benchmark pages.
+* *Why not just put the statements in the prompt?* The Benchmark page measures exactly that (**in_context_all**,
+  **in_context_word**) and a GRACE-style **codebook**, on the same questions: on this small model the prompt
+  reads worse, leaks the label into contexts never written, and grows with every binding until it no longer
+  fits; the memory's question stays the same length.
 """
 )
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from fastmem import memory as memory_mod
-from fastmem.errors import (BindingError, FastmemError, LabelError, MemoryFileError, ModelLoadError,
+from fastmem.errors import (BindingError, FastmemError, MemoryFileError, ModelLoadError,
                             SettingsError, SuiteError)
 from fastmem.lab import Lab, clean_field
 from fastmem.memory import MemoryBank, MemoryEntry

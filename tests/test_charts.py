@@ -176,8 +176,12 @@ def test_baselines_chart_rates_and_costs_against_bindings_on_log_scales():
     assert x["scale"]["type"] == "log" and x["title"] == "bindings in memory (log)"
     ms, tokens = cost["hconcat"]
     ms_values = spec["datasets"][ms["data"]["name"]]
-    assert {v["series"] for v in ms_values} == {"token_match", "in_context_all", "in_context_all (statements cached)"}
+    assert {(v["series"], v["kind"]) for v in ms_values} == {
+        ("token_match", "whole prompt"), ("in_context_all", "whole prompt"), ("in_context_all", "statements cached")}
     assert not [v for v in ms_values if v["bindings"] == 1000 and v["series"] == "in_context_all"]  # did not fit
+    assert x["axis"]["values"] == [2, 5, 10, 100, 1000]  # round ticks only, inside the range
+    colours = [rates["spec"]["layer"][0]["encoding"]["color"]["scale"], ms["encoding"]["color"]["scale"]]
+    assert colours[0] == colours[1]  # a mode has one colour in every panel
     assert ms["encoding"]["y"]["title"] == "ms per question (log)" and tokens["encoding"]["y"]["scale"]["type"] == "log"
 
 

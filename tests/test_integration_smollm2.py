@@ -119,3 +119,37 @@ def test_the_readme_api_example_runs_and_says_what_it_shows(smollm2_lab, tmp_pat
     assert out[2].startswith("Keyed on your marks:") and out[2].endswith("' a glass of milk'"), out
     assert "nothing injected" in out[3] and "'blicket' is written only in 'game A', 'game B'" in out[3]
     assert (tmp_path / "memory.safetensors").stat().st_size > 0
+
+
+def test_codebook_answers_its_one_question_form_and_says_why_it_leaves_a_paraphrase(smollm2_lab):
+    lab = smollm2_lab
+    bank = lab.new_memory()
+    lab.write(bank, [("blicket", "game A", "red"), ("blicket", "game B", "blue")])
+    own = lab.ask(bank, lab.question("blicket", "game B"), mode="codebook")
+    assert own.chosen == 1 and own.answer.strip() == "blue", own.reason
+    other = lab.ask(bank, lab.parse_question("Question: what is blicket in game B? Answer:"), mode="codebook")
+    assert other.chosen == -1 and "one question form" in other.reason
+    assert lab.ask(bank, lab.parse_question("Question: what is blicket in game B? Answer:")).answer.strip() == "blue"
+
+
+def test_in_context_prompts_on_smollm2_cached_or_whole_give_one_answer(smollm2_lab, monkeypatch):
+    from fastmem import in_context
+    from fastmem.in_context import build_prompts, final_states, in_context_readout
+    from fastmem.metrics import LabelIndex
+
+    lab = smollm2_lab
+    bank = lab.new_memory()
+    lab.write(bank, [(w, c, label) for w, labels in (("blicket", ("red", "blue")), ("dax", ("green", "cat")))
+                     for c, label in zip(("game A", "game B"), labels)])
+    asked = [lab.question("dax", "game B"), lab.question("blicket", "game A"), lab.question("wug", "game A")]
+    built = build_prompts(lab.lm, bank, "in_context_all", asked)
+    text = lab.lm.tokenizer.decode(built[0].ids)
+    assert "In game B, dax means cat." in text and text.endswith("Question: in game B, what is dax? Answer:")
+    monkeypatch.setattr(in_context, "CACHE_ABOVE", 1)  # the statements run once, each question on their cache
+    cached = final_states(lab.lm, built, batch_size=2)
+    whole = torch.cat([lab.lm.model.base_model(input_ids=torch.tensor([b.ids])).last_hidden_state[:, -1]
+                       for b in built]).float()
+    assert torch.allclose(cached, whole, atol=1e-3), (cached - whole).abs().max()
+    base = lab.lm.logits(lab.lm.states(asked).final).argmax(-1)
+    got, lengths = in_context_readout(lab.lm, bank, "in_context_word", asked, base, LabelIndex.of(bank).all_ids)
+    assert int(got.ids[2, 0]) == int(base[2]) and lengths[2] < lengths[0]  # an unwritten word is asked alone

@@ -2,7 +2,6 @@
 import math
 
 import pytest
-import torch
 
 from fastmem.bench import BENCH_MODES, METRICS, rows_to_csv, run_bench
 from fastmem.report import format_table
