@@ -254,7 +254,7 @@ def _mode_colors(modes) -> alt.Scale:
     return alt.Scale(domain=modes, range=[PALETTE[i % len(PALETTE)] for i in range(len(modes))])
 
 
-def rates_by_size(rows, title: str, colors: alt.Scale | None = None) -> alt.Chart:
+def rates_by_size(rows, title: str, colors: alt.Scale | None = None, columns: int | None = None) -> alt.Chart:
     """Rows of `N bindings` experiments (scale, baselines): one panel per metric, rate against the number
     of bindings (log scale), one line per mode, 95% intervals as error bars."""
     df = _sized(rows)
@@ -268,7 +268,7 @@ def rates_by_size(rows, title: str, colors: alt.Scale | None = None) -> alt.Char
     errors = base.mark_errorbar(ticks=True).encode(y=alt.Y("ci_low:Q", title="rate"), y2="ci_high:Q")
     return alt.layer(lines, errors, data=df).properties(width=170, height=150).facet(
         facet=alt.Facet("panel:N", sort=panels, title=None, header=alt.Header(labelFontSize=12, labelLimit=220)),
-        columns=len(panels), title=title)
+        columns=columns or len(panels), title=title)
 
 
 def costs_by_size(frame: pd.DataFrame, title: str | list[str], y_title: str, colors: alt.Scale | None = None,
@@ -288,9 +288,11 @@ def costs_by_size(frame: pd.DataFrame, title: str | list[str], y_title: str, col
     ).properties(width=420, height=200, title=title)
 
 
-def baselines_chart(rows, costs) -> alt.Chart:
+def baselines_chart(rows, costs, columns: int | None = None) -> alt.Chart:
     """`baselines.run_baselines` results: every metric against the number of bindings per mode, then the
-    milliseconds and prompt tokens of one question (modes with equal costs draw on top of each other)."""
+    milliseconds and prompt tokens of one question (modes with equal costs draw on top of each other).
+    `columns`: metric panels per line (default: all on one), and the two cost charts stacked when set (a
+    narrow page)."""
     costs = [asdict(c) if is_dataclass(c) else dict(c) for c in costs]
     colors = _mode_colors(dict.fromkeys([r.mode if is_dataclass(r) else r["mode"] for r in rows]
                                         + [c["mode"] for c in costs]))
@@ -301,21 +303,22 @@ def baselines_chart(rows, costs) -> alt.Chart:
     tokens = pd.DataFrame([{"bindings": c["size"], "series": c["mode"], "kind": "whole prompt",
                             "value": c["prompt_tokens"]} for c in costs if c["prompt_tokens"] is not None])
     kinds = ["whole prompt", "statements cached"]
-    cost = alt.hconcat(costs_by_size(ms, ["Time per question (batch 1, median; equal costs overlap)",
-                                          "dashed: in_context_all with its statements' KV cache reused"],
-                                     "ms per question (log)", colors, kinds),
-                       costs_by_size(tokens, "Prompt length (token_match and codebook: the question alone)",
-                                     "tokens per question (log)", colors, kinds))
-    return alt.vconcat(rates_by_size(rows, "Memory vs baselines as bindings grow (↓ lower is better)", colors), cost)
+    parts = (costs_by_size(ms, ["Time per question (batch 1, median; equal costs overlap)",
+                                "dashed: in_context_all with its statements' KV cache reused"],
+                           "ms per question (log)", colors, kinds),
+             costs_by_size(tokens, ["Prompt length", "token_match and codebook: the question alone"],
+                           "tokens per question (log)", colors, kinds))
+    rates = rates_by_size(rows, "Memory vs baselines as bindings grow (↓ lower is better)", colors, columns)
+    return alt.vconcat(rates, *parts) if columns else alt.vconcat(rates, alt.hconcat(*parts))
 
 
-def capacity_chart(points, timings) -> alt.Chart:
+def capacity_chart(points, timings, columns: int | None = None) -> alt.Chart:
     """`scale.run_scale` results: every metric against the memory's size, then retrieval and write time."""
     timings = [asdict(t) if is_dataclass(t) else dict(t) for t in timings]
     cost = pd.DataFrame([{"bindings": t["size"], "series": "retrieval, ms per question", "kind": "measured",
                           "value": t["retrieval_ms"]} for t in timings]
                         + [{"bindings": t["size"], "series": "write, ms per binding", "kind": "measured",
                             "value": 1000 * t["write_s_per_binding"]} for t in timings])
-    return alt.vconcat(rates_by_size(points, "One memory as it grows (↓ lower is better)"),
+    return alt.vconcat(rates_by_size(points, "One memory as it grows (↓ lower is better)", columns=columns),
                        costs_by_size(cost, "Time (write: forward pass and value refinement included)",
                                      "milliseconds (log)")).resolve_scale(color="independent")

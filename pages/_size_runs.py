@@ -109,11 +109,11 @@ def _results(kind: str, running: bool) -> None:
         if not rows or not extra:
             return
         if kind == "baselines":
-            st.altair_chart(charts.baselines_chart(rows, extra))
+            st.altair_chart(charts.baselines_chart(rows, extra, columns=3))  # fits the page
             st.code(format_baselines(rows, extra), language=None)
             data = {"rows": [asdict(r) for r in rows], "costs": [asdict(c) for c in extra]}
         else:
-            st.altair_chart(charts.capacity_chart(rows, extra))
+            st.altair_chart(charts.capacity_chart(rows, extra, columns=3))
             st.code(format_scale(rows, extra), language=None)
             data = {"points": [asdict(r) for r in rows], "timings": [asdict(t) for t in extra]}
         st.download_button("Download JSON", json.dumps(data, indent=1), f"fastmem-{kind}.json", "application/json",

@@ -182,6 +182,8 @@ def test_baselines_chart_rates_and_costs_against_bindings_on_log_scales():
     assert x["axis"]["values"] == [2, 5, 10, 100, 1000]  # round ticks only, inside the range
     colours = [rates["spec"]["layer"][0]["encoding"]["color"]["scale"], ms["encoding"]["color"]["scale"]]
     assert colours[0] == colours[1]  # a mode has one colour in every panel
+    narrow = charts.baselines_chart(rows, costs, columns=3).to_dict()  # the app's page: wrapped and stacked
+    assert narrow["vconcat"][0]["columns"] == 3 and len(narrow["vconcat"]) == 3
     assert ms["encoding"]["y"]["title"] == "ms per question (log)" and tokens["encoding"]["y"]["scale"]["type"] == "log"
 
 
