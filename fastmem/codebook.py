@@ -4,11 +4,10 @@ An entry's key is the hidden state at the last token of its canonical question (
 the entry's word and context, `Question: in game A, what is blicket? Answer:`) at the memory's key layer. A
 question uses the nearest key by Euclidean distance, as GRACE does, and only within the deferral radius. The
 score is `1 - |q - k| / |k|`, so the threshold sets the radius as a share of the key's norm: threshold 0.95
-is a radius of 5 % of |k|. (Cosines cannot tell these keys apart: on SmolLM2 the last-token states of any two
-such questions have cosine 0.94-1.00 at every layer, while their distances differ: another word's question lies
-≈ 11 % of |k| away at layer 15, another context's ≈ 8 %, a paraphrase's ≈ 17 %.) The values are the memory's
-own, so against token_match only the keys differ. The keys take one forward pass per entry; they are cached in
-the memory until it changes.
+is a radius of 5 % of |k|. (Cosines hardly separate these keys: the last-token states of two such questions
+point almost the same way at every layer of SmolLM2, while their distances still tell another word, another
+context and another phrasing apart.) The values are the memory's own, so against token_match only the keys
+differ. The keys take one forward pass per entry; they are cached in the memory until it changes.
 """
 from __future__ import annotations
 
