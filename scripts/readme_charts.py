@@ -1,7 +1,7 @@
 """The README's charts as PNG files, drawn by the same chart functions as the Benchmark page.
 
     python -m fastmem baselines --model smollm2 --json baselines.json
-    python -m fastmem scale --model smollm2 --sizes 100 1000 10000 --json scale.json
+    python -m fastmem scale --model smollm2 --sizes 100 1000 10000 100000 --json scale.json
     python scripts/readme_charts.py --baselines baselines.json --scale scale.json
 
 Writes docs/charts/baselines.png and docs/charts/capacity.png. Needs `vl-convert-python` (in requirements.txt):

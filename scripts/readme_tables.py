@@ -1,7 +1,7 @@
 """Markdown tables for the README from the benchmark's and the scale command's JSON output.
 
     python -m fastmem bench --model smollm2 --json results.json
-    python -m fastmem scale --model smollm2 --sizes 100 1000 10000 --json scale.json
+    python -m fastmem scale --model smollm2 --sizes 100 1000 10000 100000 --json scale.json
     python scripts/readme_tables.py results.json [--scale scale.json]
     python scripts/readme_tables.py baselines-bench.json --compact     # one line per experiment and mode
     python scripts/readme_tables.py --sizes baselines.json            # from `python -m fastmem baselines --json`
