@@ -6,6 +6,7 @@ Each unique prompt goes through the model once; all modes are then scored from t
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import time
@@ -163,7 +164,7 @@ def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Cal
     elif len(probes):
         got = answer(lm, bank, geometry, states, list(probes.contexts), mode, s.alpha, s.threshold, base_logits)
         answers = read_answers(lm, bank, probes, got, s.alpha, labels)
-        tokens = sum(len(lm.encode(p).ids) for p in probes.prompts) / len(probes)
+        tokens = mean_question_tokens(lm, probes.prompts)
     rows = []
     for p in sets:
         n = len(p)
@@ -173,6 +174,13 @@ def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Cal
                         cal.symbol_layer, cal.context_layer, cal.value_steps, s.alpha, s.threshold,
                         (post or {}).get((experiment, mode, p.metric)), cal.token_layer, tokens))
     return rows
+
+
+@functools.lru_cache(maxsize=64)
+def mean_question_tokens(lm: FrozenLM, prompts: tuple[SlottedPrompt, ...]) -> float:
+    """Mean tokens per question as the memory modes run it; every mode scores the same probe set, so it is
+    counted once per set, not once per mode."""
+    return sum(len(lm.encode(p).ids) for p in prompts) / len(prompts)
 
 
 def run_bench(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometry, experiments=None,
