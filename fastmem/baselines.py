@@ -30,12 +30,13 @@ from .lab import Lab
 from .metrics import LabelIndex, ProbeSet, probe_set
 from .probes import lookalikes
 from .prompts import render
+from .retrieval import DEFAULT_MODE
 from .scale import size_label
 from .stats import wilson
 from .suite import LABELS, nonce_words
 
 SIZES = (2, 10, 100, 1000)
-DEFAULT_MODES = ("token_match", "codebook", "in_context_all", "in_context_word")
+DEFAULT_MODES = (DEFAULT_MODE, "codebook", "in_context_all", "in_context_word")
 METRICS = ("read", "wrong_context", "lookalike", "plain", "kept")
 
 

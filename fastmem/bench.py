@@ -27,12 +27,15 @@ from .keying import key_question, question_forms
 from .prompts import SlottedPrompt, render
 from .in_context import IN_CONTEXT_MODES, in_context_readout
 from .retrieval import MODES, KeyGeometry
+from .series import digit_lookalikes, siblings, swapped
 from .stats import wilson
+from .typed import typed_probes
 from .suite import Binding, ExperimentSpec, Suite, WordSpec, bindings
 
 BENCH_MODES = MODES + IN_CONTEXT_MODES  # the memory's modes and the in-context baselines
 
-METRICS = ("write", "read", "plain", "unrelated", "unchanged", "wrong_context", "lookalike", "kept")
+METRICS = ("write", "read", "plain", "unrelated", "unchanged", "wrong_context", "lookalike", "kept", "sibling",
+           "swapped")
 LOWER_IS_BETTER = metrics.LOWER_IS_BETTER
 MIN_KEPT_FACTS = 40
 
@@ -58,6 +61,7 @@ class Row:
     post: float | None  # the reference post's figure (Pythia-70M), where it reports one
     token_layer: int = -1
     prompt_tokens: float | None = None  # mean tokens per prompt as the model ran it (in-context: with statements)
+    form: str = ""  # how the questions were phrased: "" the suite's own forms, "typed:<name>" (fastmem.typed)
 
 
 @dataclass
@@ -86,10 +90,12 @@ def post_figures() -> dict[tuple[str, str, str], float]:
 
 
 def experiment_probes(lm: FrozenLM, suite: Suite, experiment: ExperimentSpec, words: list[WordSpec],
-                      seed: int) -> tuple[list[Binding], list[ProbeSet]]:
+                      seed: int, typed: bool = False) -> tuple[list[Binding], list[ProbeSet]]:
     """The bindings written for one experiment and every probe set asked of that memory: the written
     forms, paraphrases, the context-free question, wrong contexts (other experiments' contexts and
-    contexts no experiment uses) and look-alike words (never written) in a written context."""
+    contexts no experiment uses), look-alike words (never written) in a written context, siblings (an
+    unwritten member of the written context's series) and the written contexts' words swapped; with `typed`,
+    all of these again as people type them (`fastmem.typed`)."""
     binds = bindings(experiment, words)
     targets = [b.label for b in binds]
     sets = [probe_set("write", [b.write for b in binds], targets), probe_set("read", [b.read for b in binds], targets)]
@@ -100,10 +106,38 @@ def experiment_probes(lm: FrozenLM, suite: Suite, experiment: ExperimentSpec, wo
              if c not in experiment.contexts] + [c for c in suite.unseen_contexts if c not in experiment.contexts]
     sets.append(probe_set("wrong_context", [render(experiment.read, w.word, c) for w in words for c in wrong],
                           [w.word for w in words for _ in wrong]))
-    looks = lookalikes(lm.tokenizer, [w.word for w in words], seed, avoid=[w.word for w in suite.words])
-    sets.append(probe_set("lookalike", [render(experiment.read, lk.word, experiment.contexts[i % 2])
+    per_word = word_lookalikes(lm.tokenizer, [w.word for w in words], seed, [w.word for w in suite.words])
+    looks = [lk for group in per_word for lk in group]
+    sets.append(probe_set("lookalike", [render(experiment.read, lk, experiment.contexts[i % 2])
                                         for i, lk in enumerate(looks)]))
+    written = [c for e in suite.experiments for c in e.contexts]
+    sibs = siblings(list(experiment.contexts), 3, seed, avoid=written)
+    sets.append(probe_set("sibling", [render(experiment.read, w.word, s.context) for w in words for s in sibs],
+                          [w.word for w in words for _ in sibs]))
+    turned = [t for t in (swapped(c) for c in experiment.contexts) if t and t not in written]
+    if turned:
+        sets.append(probe_set("swapped", [render(experiment.read, w.word, t) for w in words for t in turned],
+                              [w.word for w in words for _ in turned]))
+    if typed:
+        one_look = [(group[i % len(group)], experiment.contexts[i % 2]) for i, group in enumerate(per_word) if group]
+        sets += typed_probes(lm.tokenizer, binds, [w.word for w in words], wrong, one_look, written, seed,
+                             question_forms(suite))
     return binds, sets
+
+
+def word_lookalikes(tokenizer, words: list[str], seed: int, avoid: list[str]) -> list[list[str]]:
+    """Look-alikes of each word: three of a word of letters (`probes.lookalikes`), and of a word with digits its
+    digits exchanged or changed (`series.digit_lookalikes`)."""
+    letters = [w for w in words if w.isalpha()]
+    made = iter(lookalikes(tokenizer, letters, seed, avoid=avoid))
+    out: list[list[str]] = []
+    for w in words:
+        if w.isalpha():
+            out.append([next(made).word for _ in range(3)])
+        else:
+            taken = list(words) + list(avoid) + [lk for group in out for lk in group]
+            out.append([lk for lk, _ in digit_lookalikes(w, seed, avoid=taken)])
+    return out
 
 
 def fact_probes() -> ProbeSet:
@@ -153,7 +187,7 @@ def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Cal
     in_context = mode in IN_CONTEXT_MODES
     s = ModeSettings(0.0, None) if in_context else cal.settings(mode)
     labels = labels or LabelIndex.of(bank)
-    sets = [probes] + ([probe_set("unchanged", probes.prompts, probes.targets, probes.contexts)]
+    sets = [probes] + ([probe_set("unchanged", probes.prompts, probes.targets, probes.contexts, probes.form)]
                        if probes.metric == "unrelated" else [])
     answers, tokens = None, None
     if len(probes) and in_context:  # no retrieval: the statements go before the question
@@ -168,11 +202,12 @@ def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Cal
     rows = []
     for p in sets:
         n = len(p)
-        h = int(hit_mask(p, answers.ids, answers.base_ids, labels, lm.label_tokens).sum()) if n else 0
+        h = int(hit_mask(p, answers.ids, answers.base_ids, labels, lm).sum()) if n else 0
         lo, hi = wilson(h, n)
+        post_figure = (post or {}).get((experiment, mode, p.metric)) if not p.form else None
         rows.append(Row(lm.name, experiment, mode, p.metric, n, h, h / max(1, n), lo, hi, cal.seed, cal.key_layer,
                         cal.symbol_layer, cal.context_layer, cal.value_steps, s.alpha, s.threshold,
-                        (post or {}).get((experiment, mode, p.metric)), cal.token_layer, tokens))
+                        post_figure, cal.token_layer, tokens, p.form))
     return rows
 
 
@@ -185,13 +220,13 @@ def mean_question_tokens(lm: FrozenLM, prompts: tuple[SlottedPrompt, ...]) -> fl
 
 def run_bench(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometry, experiments=None,
               modes=MODES, words_per_experiment: int | None = None, progress=None, should_stop=None,
-              on_row=None) -> tuple[list[Row], Timing]:
+              on_row=None, typed: bool = False) -> tuple[list[Row], Timing]:
     """Score test words. `progress(done, total)`; `should_stop()` (polled after every forward batch)
-    ends early, keeping finished rows."""
+    ends early, keeping finished rows; `typed` adds the typed probe sets (`fastmem.typed`)."""
     timing, rows, post = Timing(), [], post_figures()
     chosen = [suite.experiment(name) for name in experiments] if experiments else suite.experiments
     words = suite.split("test")[:words_per_experiment] if words_per_experiment else suite.split("test")
-    plan = [experiment_probes(lm, suite, exp, words, cal.seed) for exp in chosen]
+    plan = [experiment_probes(lm, suite, exp, words, cal.seed, typed) for exp in chosen]
     forms = question_forms(suite)  # keyed as the app keys a typed question
     shared = [probe_set("unrelated", [key_question(q, forms).prompt for q in suite.unrelated]), fact_probes()]
     total = len(unique_prompts([p for s in shared for p in s.prompts]
@@ -252,7 +287,7 @@ def by_label_length(lm: FrozenLM, binds: list[Binding], sets: list[ProbeSet]) ->
     out = []
     for n in sorted(set(length.values())):
         for s in sets:
-            if s.metric in LENGTH_METRICS:
+            if s.metric in LENGTH_METRICS and not s.form:
                 size = length if s.metric != "plain" else by_word
                 keep = [i for i, t in enumerate(s.targets) if size[t] == n]
                 if keep:

@@ -11,7 +11,7 @@ import os
 import shutil
 import threading
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -32,7 +32,9 @@ from .retrieval import CONTROLS, MODES, KeyGeometry, QueryKeys, score_entries
 from .suite import Suite, bindings
 
 ALPHAS = (0.5, 1.0, 2.0, 4.0, 8.0)
-THRESHOLDS = (None,) + tuple(round(0.05 * i, 2) for i in range(1, 20))
+# up to 0.95 in steps of 0.05, then finer up to 0.99: slot-free reading compares token embeddings, where the
+# same token scores 1 and the closest two tokens of a series (digits) about 0.94 (scripts/series_cosines.py)
+THRESHOLDS = (None,) + tuple(round(0.05 * i, 2) for i in range(1, 20)) + (0.96, 0.97, 0.98, 0.99)
 CALIBRATION_VERSION = 3
 
 
@@ -164,6 +166,13 @@ def _token_statistics(ts: _Training, layer: int) -> tuple[torch.Tensor, torch.Te
     return rows.mean(0), spread.clamp(min=1e-2 * float(spread.median()) + 1e-8)
 
 
+def embedding_statistics(lm: FrozenLM) -> dict[str, torch.Tensor]:
+    """Mean and spread of the vocabulary's token embeddings: slot-free reading standardises its keys with them."""
+    table = lm.model.get_input_embeddings().weight.detach().float().cpu()
+    spread = table.std(0)
+    return {"embed_mean": table.mean(0), "embed_scale": spread.clamp(min=1e-2 * float(spread.median()) + 1e-8)}
+
+
 def _dev_bank(lm, ts: _Training, key_layer, context_layer, symbol_layer, value_steps, token_layer) -> MemoryBank:
     bank = MemoryBank(lm.name, lm.hidden_size, key_layer, context_layer, symbol_layer, value_steps,
                       token_layer=token_layer)
@@ -236,6 +245,7 @@ def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, p
         if chosen is None or separation > chosen[0]:
             chosen = (separation, token_layer, geometry, bank)
     _, token_layer, geometry, bank = chosen
+    geometry = replace(geometry, **embedding_statistics(lm))
     modes, dev_scores = {}, {}
     for mode in MODES:
         if mode == "none":
@@ -267,7 +277,8 @@ def cache_key(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> str:
 
 
 _CALIBRATION_CODE = ("calibrate.py", "probes.py", "projector.py", "retrieval.py", "values.py", "engine.py",
-                     "lm.py", "metrics.py", "keying.py", "readout.py", "decode.py", "codebook.py")
+                     "lm.py", "metrics.py", "keying.py", "readout.py", "decode.py", "codebook.py", "spans.py",
+                     "prompts.py")
 
 
 def _cache_folder(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> Path:
@@ -285,7 +296,7 @@ def load_or_calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: in
             projector = KeyProjector.load(folder / "projector.safetensors")
             base = load_file(folder / "baselines.safetensors")
             return cal, KeyGeometry(projector, base["symbol"], base["context"], base["token_mean"],
-                                    base["token_scale"])
+                                    base["token_scale"], base["embed_mean"], base["embed_scale"])
         except Exception:  # noqa: BLE001 - a damaged cache is simply rebuilt
             pass
     cal, geometry = calibrate(lm, suite, value_steps, seed, progress, show_progress)
@@ -294,7 +305,8 @@ def load_or_calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: in
         folder.mkdir(parents=True, exist_ok=True)
         geometry.projector.save(folder / "projector.safetensors")
         save_file({"symbol": geometry.symbol_baseline.contiguous(), "context": geometry.context_baseline.contiguous(),
-                   "token_mean": geometry.token_mean.contiguous(), "token_scale": geometry.token_scale.contiguous()},
+                   "token_mean": geometry.token_mean.contiguous(), "token_scale": geometry.token_scale.contiguous(),
+                   "embed_mean": geometry.embed_mean.contiguous(), "embed_scale": geometry.embed_scale.contiguous()},
                   folder / "baselines.safetensors")
         (folder / "calibration.json").write_text(cal.to_json())
         try:

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .errors import FastmemError
 from .bench import BENCH_MODES
-from .retrieval import MODES
+from .retrieval import DEFAULT_MODE, MODES
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -59,7 +59,8 @@ def cmd_bench(args) -> int:
         bar.refresh()
 
     start = time.perf_counter()
-    rows, timing = run_bench(lm, suite, cal, geometry, args.experiments, args.modes, args.words, progress)
+    rows, timing = run_bench(lm, suite, cal, geometry, args.experiments, args.modes, args.words, progress,
+                             typed=args.typed)
     wall = time.perf_counter() - start
     bar.close()
     print(f"\n{lm.name}, seed {args.seed}, value steps {cal.value_steps} (post's figures for Pythia-70M in brackets)")
@@ -145,6 +146,8 @@ def main(argv=None) -> int:
                             "baselines, about 20 minutes on a 2-core CPU) run when named")
     bench.add_argument("--experiments", nargs="+", default=None)
     bench.add_argument("--words", type=int, default=None, help="test words per experiment (default: all)")
+    bench.add_argument("--typed", action="store_true",
+                       help="also ask every question as people type it (10 natural forms, 8 variations)")
     bench.add_argument("--out", default=None, help="CSV file for the rows")
     bench.add_argument("--json", default=None, help="JSON file for rows, timing and calibration")
     bench.set_defaults(func=cmd_bench)
@@ -152,13 +155,13 @@ def main(argv=None) -> int:
     _common(scale)
     scale.add_argument("--sizes", nargs="+", type=int, default=[100, 1000, 10000])
     scale.add_argument("--sample", type=int, default=128, help="written words asked per size")
-    scale.add_argument("--mode", default="token_match", choices=MODES)
+    scale.add_argument("--mode", default=DEFAULT_MODE, choices=MODES)
     scale.add_argument("--json", default=None, help="JSON file for the points and timings")
     scale.set_defaults(func=cmd_scale)
     base = sub.add_parser("baselines", help="memory vs in-context and codebook as bindings grow: metrics and cost")
     _common(base)
     base.add_argument("--sizes", nargs="+", type=int, default=[2, 10, 100, 1000])
-    base.add_argument("--modes", nargs="+", default=["token_match", "codebook", "in_context_all", "in_context_word"],
+    base.add_argument("--modes", nargs="+", default=[DEFAULT_MODE, "codebook", "in_context_all", "in_context_word"],
                       choices=BENCH_MODES)
     base.add_argument("--questions", type=int, default=64, help="written bindings asked per size")
     base.add_argument("--timed", type=int, default=5, help="single questions timed per size and mode")
@@ -167,7 +170,7 @@ def main(argv=None) -> int:
     curve = sub.add_parser("curve", help="Read against false fires as the threshold moves (one experiment)")
     _common(curve)
     curve.add_argument("--experiment", default="new lab north/south")
-    curve.add_argument("--mode", default="token_match", choices=MODES)
+    curve.add_argument("--mode", default=DEFAULT_MODE, choices=MODES)
     curve.add_argument("--words", type=int, default=None)
     curve.set_defaults(func=cmd_curve)
     sweep = sub.add_parser("sweep", help="choose layers, alpha and threshold per mode on training words")

@@ -14,7 +14,8 @@ from .errors import SettingsError
 from .lm import FrozenLM, PromptStates
 from .memory import MemoryBank, MemoryEntry
 from .prompts import SlottedPrompt
-from .retrieval import KeyGeometry, QueryKeys, Retrieved, as_number, retrieve
+from .retrieval import SPAN_MODES, KeyGeometry, QueryKeys, Retrieved, as_number, retrieve
+from .spans import span_match
 from .codebook import CODEBOOK, codebook_scores
 from .decode import answer_states
 from .values import correction_vector
@@ -105,7 +106,13 @@ def lookup(lm: FrozenLM, mode: str, states: PromptStates, bank: MemoryBank, geom
     """Retrieval for any mode: the codebook's scores need the model (its entry keys are forward passes)."""
     query = QueryKeys.from_states(states, bank, contexts)
     scores = codebook_scores(lm, bank, states) if mode == CODEBOOK and len(bank) else None
-    return retrieve(mode, query, bank, geometry, threshold, scores)
+    spans = None
+    if mode in SPAN_MODES:
+        if states.question is None:
+            raise SettingsError(f"Mode {mode} needs the questions' tokens (FrozenLM.states).")
+        spans = span_match(lm, bank, geometry, states.question)
+        scores = spans.score
+    return retrieve(mode, query, bank, geometry, threshold, scores, spans)
 
 
 def inject(base_logits: torch.Tensor, delta_logits: torch.Tensor, on: torch.Tensor, alpha: float) -> torch.Tensor:

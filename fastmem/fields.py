@@ -41,3 +41,23 @@ def check_count(max_new_tokens, minimum: int) -> None:
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) \
             or max_new_tokens < minimum:
         raise SettingsError(f"max_new_tokens {max_new_tokens!r} must be a whole number >= {minimum}.")
+
+
+def stored_field(name: str, raw, max_len: int) -> str:
+    """A word, context or label read from a file: held to the checks of the same field typed, and already in
+    the form typing gives it (NFC, stripped), so what is matched is what was written."""
+    clean = clean_field(name, raw, max_len)
+    if clean != raw:
+        raise BindingError(f"The {name} {str(raw)[:40]!r} is not stored as it would be typed (spaces around it "
+                           "or another Unicode form).")
+    return clean
+
+
+def stored_text(name: str, raw, max_len: int) -> str:
+    """A statement read from a file: NFC, at most `max_len` characters, no control or invisible characters."""
+    if not isinstance(raw, str):
+        raise BindingError(f"The {name} must be text, not {type(raw).__name__}.")
+    if len(raw) > max_len or unicodedata.normalize("NFC", raw) != raw or any(
+            unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") and ch not in "\n\t" for ch in raw):
+        raise BindingError(f"The {name} {raw[:40]!r} is too long, not in NFC form, or holds control characters.")
+    return raw

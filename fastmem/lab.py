@@ -13,7 +13,7 @@ import torch
 from .calibrate import Calibration, empty_bank, load_or_calibrate
 from .decode import greedy
 from .engine import answer, check_alpha, head_bias, make_entries, prompt_states
-from .explain import explain
+from .explain import Found, explain, found_in
 from .fields import (MAX_CONTEXT, MAX_LABEL, MAX_QUESTION, MAX_WORD, check_count, check_steps,  # noqa: F401
                      clean_field)
 from .keying import READ_TEMPLATE, WRITE_TEMPLATE, KeyedQuestion, key_question, question_forms
@@ -60,6 +60,7 @@ class AskResult:
     answer_ids: tuple[int, ...] = ()
     base_answer_ids: tuple[int, ...] = ()
     injected: int = -1  # the entry whose values were injected: `chosen`, or another one (the shuffled control)
+    found: dict | None = None  # slot-free reading: where the best entries' word and context were found (Found)
 
 
 class Lab:
@@ -238,7 +239,8 @@ class Lab:
         got = answer(self.lm, bank, self.geometry, states, [prompt.context], mode, alpha, threshold)
         r = got.retrieved
         chosen, best = int(r.chosen[0]), float(r.best[0])
-        reason = explain(bank, prompt, mode, r.scores[0], chosen, threshold)
+        found = self._found(bank, prompt, encoded, r) if r.spans is not None else None
+        reason = explain(bank, prompt, mode, r.scores[0], chosen, threshold, found)
         source = int(r.injected[0])  # the chosen entry, or (shuffled control) the entry whose values are used
         values = bank.entries[source].values if source >= 0 else torch.zeros(1, bank.hidden_size)
         # as many tokens as the injected label, each with its own correction; the plain answer as long
@@ -247,8 +249,20 @@ class Lab:
         decode = self.lm.tokenizer.decode
         result = AskResult(prompt, encoded, mode, alpha, threshold, r.scores[0], chosen, best, reason,
                            got.base_logits[0], got.logits[0], r.values[0], decode(base), decode(mem),
-                           values=values, answer_ids=tuple(mem), base_answer_ids=tuple(base), injected=source)
+                           values=values, answer_ids=tuple(mem), base_answer_ids=tuple(base), injected=source,
+                           found=found)
         return self.continue_answer(result, max_new_tokens) if max_new_tokens > 0 else result
+
+    @staticmethod
+    def _found(bank: MemoryBank, prompt: SlottedPrompt, encoded: EncodedPrompt, r) -> dict[int, Found]:
+        """Where slot-free reading found the two best entries (by its ranking), best first."""
+        row = r.spans.select(0)
+        enabled = bank.stacked()["enabled"]
+        rank = row.rank.masked_fill(~enabled, float("-inf"))
+        chosen = int(r.chosen[0])
+        order = ([chosen] if chosen >= 0 else []) + [int(i) for i in rank.argsort(descending=True)[:3]
+                                                     if bool(enabled[i])]
+        return {i: found_in(prompt.text, encoded.offsets, row, i) for i in list(dict.fromkeys(order))[:2]}
 
     def continue_answer(self, result: AskResult, max_new_tokens: int = 4) -> AskResult:
         """The answer with greedy continuations (at most 32 tokens) without and with memory, decoded as

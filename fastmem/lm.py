@@ -13,6 +13,7 @@ import torch.nn as nn
 from .arch import arch_names, num_layers
 from .errors import LabelError, SettingsError
 from .prompts import SlottedPrompt, token_positions
+from .spans import QuestionTokens, stack_rows
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class EncodedPrompt:
     word_positions: list[int]  # tokens of the invented word; the key is read at the last one
     context_positions: list[int]  # tokens of the context phrase, or those before the word if none
     answer_position: int  # the last token: its final state predicts the answer
+    offsets: tuple[tuple[int, int], ...] = ()  # each token's character span in the prompt's text ((0, 0): special)
 
 
 MAX_LABEL_TOKENS = 8  # a label is a word or short phrase; each token gets its own correction
@@ -65,6 +67,7 @@ class PromptStates:
     word_tokens: TokenStates | None = None
     context_tokens: TokenStates | None = None
     last: torch.Tensor | None = None  # [N, n_layers + 1, d] at the prompt's last token (the codebook's key)
+    question: "QuestionTokens | None" = None  # every token, as slot-free reading searches them
 
     def __len__(self) -> int:
         return self.final.shape[0]
@@ -72,7 +75,8 @@ class PromptStates:
     def select(self, index) -> "PromptStates":
         return PromptStates(self.word[index], self.context[index], self.final[index],
                             *(None if t is None else t.select(index) for t in (self.word_tokens, self.context_tokens)),
-                            None if self.last is None else self.last[index])
+                            None if self.last is None else self.last[index],
+                            None if self.question is None else self.question.select(index))
 
     @staticmethod
     def cat(parts: list["PromptStates"]) -> "PromptStates":
@@ -80,7 +84,8 @@ class PromptStates:
         tokens = [None if any(getattr(p, f) is None for p in parts) else TokenStates.cat([getattr(p, f) for p in parts])
                   for f in ("word_tokens", "context_tokens")]
         last = None if any(p.last is None for p in parts) else torch.cat([p.last for p in parts])
-        return PromptStates(*dense, *tokens, last)
+        question = None if any(p.question is None for p in parts) else QuestionTokens.cat([p.question for p in parts])
+        return PromptStates(*dense, *tokens, last, question)
 
 
 class FrozenLM:
@@ -152,7 +157,18 @@ class FrozenLM:
             context = token_positions(offsets, (prompt.context_span[0] + shift, prompt.context_span[1] + shift))
         else:  # no context phrase: the frame before the word stands in for it
             context = [i for i in range(word[0]) if offsets[i][1] > offsets[i][0]]
-        return EncodedPrompt(ids, self.token_text(ids), word, context or word, len(ids) - 1)
+        spans = tuple((max(0, a - shift), max(0, b - shift)) if b > a else (0, 0) for a, b in offsets)
+        return EncodedPrompt(ids, self.token_text(ids), word, context or word, len(ids) - 1, spans)
+
+    def question_row(self, prompt: SlottedPrompt, encoded: EncodedPrompt) -> dict:
+        """The prompt's tokens as slot-free reading searches them (`spans.question_tokens`); a prompt whose
+        slots the user marked is searched only inside them."""
+        from .spans import question_tokens
+
+        word = set(encoded.word_positions) if prompt.marked else None
+        context = set(encoded.context_positions) if prompt.marked and prompt.context_span is not None else None
+        return question_tokens(prompt.text, encoded.ids, list(encoded.offsets), word, context,
+                               self.tokenizer.unk_token_id)
 
     # -- forward --------------------------------------------------------------------------
     def _batch(self, encoded: list[EncodedPrompt]):
@@ -189,15 +205,18 @@ class FrozenLM:
                 context.append(hidden[row, :, ctx].mean(dim=1))
             tokens = [_span_states(hidden, chunk, width, token_layers, attr) if token_layers else None
                       for attr in ("word_positions", "context_positions")]
+            question = stack_rows([self.question_row(prompts[i], encoded[i]) for i in order[start:start + batch_size]])
             parts.append(PromptStates(torch.stack(word).float().cpu(), torch.stack(context).float().cpu(),
-                                      hidden[:, -1, -1].float().cpu(), *tokens, hidden[:, :, -1].float().cpu()))
+                                      hidden[:, -1, -1].float().cpu(), *tokens, hidden[:, :, -1].float().cpu(),
+                                      question))
             if progress is not None:
                 progress(len(chunk))
         if not parts:
             d, n = self.hidden_size, self.n_layers + 1
             empty = TokenStates(token_layers, torch.zeros(0, len(token_layers), 1, d), torch.zeros(0, 1, dtype=torch.bool))
             return PromptStates(torch.zeros(0, n, d), torch.zeros(0, n, d), torch.zeros(0, d),
-                                *((empty, empty) if token_layers else (None, None)), torch.zeros(0, n, d))
+                                *((empty, empty) if token_layers else (None, None)), torch.zeros(0, n, d),
+                                stack_rows([]))
         back = torch.empty(len(order), dtype=torch.long)
         back[torch.tensor(order)] = torch.arange(len(order))
         return PromptStates.cat(parts).select(back)

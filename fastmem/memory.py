@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 
 from .errors import BindingError, MemoryFileError
+from .fields import MAX_CONTEXT, MAX_LABEL, MAX_QUESTION, MAX_WORD, stored_field, stored_text
 from .lm import MAX_LABEL_TOKENS
 
 FORMAT = "fastmem-memory"
@@ -254,8 +255,9 @@ class MemoryBank:
                     spans[f] = tensors[f][starts[f]:starts[f] + count].clone()
                     starts[f] += count
                 entry = MemoryEntry(
-                    _text(row["word"]), _text(row["context"]), _text(row["label"]), _int(row["label_id"]),
-                    _text(row["write_text"]), _span(row["word_span"]), _span(row.get("context_span")),
+                    stored_field("word", row["word"], MAX_WORD), stored_field("context", row["context"], MAX_CONTEXT),
+                    stored_field("label", row["label"], MAX_LABEL), _int(row["label_id"]),
+                    stored_text("write text", row["write_text"], MAX_QUESTION), _span(row["word_span"]), _span(row.get("context_span")),
                     *(tensors[f][i].clone() for f in _TENSOR_FIELDS), **spans, tail_ids=tails[i],
                     tail_values=tail_values[tail_start:tail_start + len(tails[i])].clone() if tails[i] else None)
                 tail_start += len(tails[i])
@@ -267,6 +269,8 @@ class MemoryBank:
                 bank.entries.append(entry)
         except MemoryFileError:
             raise
+        except BindingError as exc:
+            raise MemoryFileError(f"The memory file holds a text that would be refused if typed: {exc}") from exc
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
             raise MemoryFileError(f"The memory file's manifest is incomplete or malformed ({exc!r}).") from exc
         if len({e.slot for e in bank.entries}) != len(bank.entries):

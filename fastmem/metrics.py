@@ -6,9 +6,12 @@ A probe set is a list of prompts asked of one memory; each metric has one hit ru
 - word_label  the answer is any label bound to the asked word (plain, wrong_context): a leak
 - any_label   the answer is any label in memory (unrelated, lookalike): a false fire
 - unchanged   the answer is the plain model's answer (unchanged, kept)
+- label_within the label appears, as a word, in the first WITHIN_TOKENS generated tokens (read_in_12: a
+              chat turn, where the answer need not be the very next token)
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -18,8 +21,10 @@ from .memory import MemoryBank
 from .prompts import SlottedPrompt
 
 RULES = {"write": "label", "read": "label", "plain": "word_label", "unrelated": "any_label",
-         "unchanged": "unchanged", "wrong_context": "word_label", "lookalike": "any_label", "kept": "unchanged"}
-LOWER_IS_BETTER = ("plain", "unrelated", "wrong_context", "lookalike")
+         "unchanged": "unchanged", "wrong_context": "word_label", "lookalike": "any_label", "kept": "unchanged",
+         "sibling": "word_label", "swapped": "word_label", "read_in_12": "label_within"}
+LOWER_IS_BETTER = ("plain", "unrelated", "wrong_context", "lookalike", "sibling", "swapped")
+WITHIN_TOKENS = 12
 PARAPHRASE = "paraphrase:"
 
 
@@ -44,6 +49,7 @@ class ProbeSet:
     prompts: tuple[SlottedPrompt, ...]
     targets: tuple[str | None, ...]
     contexts: tuple[str | None, ...]
+    form: str = ""  # how the questions were phrased: "" for the suite's own forms, "typed:<name>" (`typed.py`)
 
     def __post_init__(self):
         rule(self.metric)
@@ -54,11 +60,11 @@ class ProbeSet:
         return len(self.prompts)
 
 
-def probe_set(metric: str, prompts, targets=None, contexts=None) -> ProbeSet:
+def probe_set(metric: str, prompts, targets=None, contexts=None, form: str = "") -> ProbeSet:
     prompts = tuple(prompts)
     n = len(prompts)
     return ProbeSet(metric, prompts, tuple(targets) if targets is not None else (None,) * n,
-                    tuple(contexts) if contexts is not None else tuple(p.context for p in prompts))
+                    tuple(contexts) if contexts is not None else tuple(p.context for p in prompts), form)
 
 
 @dataclass(frozen=True)
@@ -77,15 +83,15 @@ class LabelIndex:
 
     def in_play(self, probes: "ProbeSet", label_ids) -> set[tuple[int, ...]]:
         """Every label sequence a verdict on `probes` may depend on: the memory's and the expected ones."""
-        targets = {label_ids(t) for t in probes.targets} if rule(probes.metric) == "label" else set()
+        targets = {label_ids(t) for t in probes.targets} if rule(probes.metric) in ("label", "label_within") else set()
         return set(self.all_ids) | targets
 
 
-def hit_mask(probes: ProbeSet, ids: torch.Tensor, base_ids: torch.Tensor, labels: LabelIndex,
-             label_ids) -> torch.Tensor:
+def hit_mask(probes: ProbeSet, ids: torch.Tensor, base_ids: torch.Tensor, labels: LabelIndex, lm) -> torch.Tensor:
     """[N] bool: which answers are hits under the probe set's metric rule. `ids`/`base_ids` [N, T] are the
-    greedy answers with and without memory (`readout.Readout`; -1 past what was decoded); a label is hit
-    when the answer starts with all its tokens. `label_ids(text)` gives an expected label's tokens."""
+    greedy answers with and without memory (`readout.Readout`; -1 past what was decoded). A label is hit when
+    the answer starts with its tokens, or reads as it (the same text, stripped and in any case: ` milk` and
+    `milk` at the start of a chat turn are one answer to a person); `lm` gives labels' tokens and decodes."""
     from .readout import PAD, starts_with
 
     kind = rule(probes.metric)
@@ -93,14 +99,35 @@ def hit_mask(probes: ProbeSet, ids: torch.Tensor, base_ids: torch.Tensor, labels
         ids, base_ids = ids.unsqueeze(1), base_ids.unsqueeze(1)
     if kind == "unchanged":  # equal wherever both were decoded (readout decodes both where they may differ)
         return ((ids == base_ids) | (ids == PAD) | (base_ids == PAD)).all(1)
-    got = ids.tolist()
+    got = [[t for t in row if t != PAD] for row in ids.tolist()]
+    if kind == "label_within":
+        texts = [lm.tokenizer.decode(row[:WITHIN_TOKENS]) for row in got]
+        return torch.tensor([bool(re.search(rf"(?<!\w){re.escape(t.strip())}(?!\w)", text, re.IGNORECASE))
+                             for text, t in zip(texts, probes.targets)], dtype=torch.bool)
+    reads = _Reader(lm)
     if kind == "label":
-        return torch.tensor([starts_with(g, label_ids(t)) for g, t in zip(got, probes.targets)], dtype=torch.bool)
+        return torch.tensor([reads.says(g, lm.label_tokens(t)) for g, t in zip(got, probes.targets)],
+                            dtype=torch.bool)
     if kind == "word_label":
-        return torch.tensor([any(starts_with(g, s) for s in labels.by_word.get(t, ())) for g, t in
+        return torch.tensor([any(reads.says(g, s) for s in labels.by_word.get(t, ())) for g, t in
                              zip(got, probes.targets)], dtype=torch.bool)
-    lengths = sorted({len(s) for s in labels.all_ids})
-    return torch.tensor([any(tuple(g[:n]) in labels.all_ids for n in lengths) for g in got], dtype=torch.bool)
+    return torch.tensor([any(reads.says(g, s) for s in labels.all_ids) for g in got], dtype=torch.bool)
+
+
+class _Reader:
+    """Whether an answer says a label: its tokens, or the same text (stripped, case-folded)."""
+
+    def __init__(self, lm):
+        self.decode, self.texts = lm.tokenizer.decode, {}
+
+    def text(self, ids: tuple[int, ...]) -> str:
+        if ids not in self.texts:
+            self.texts[ids] = self.decode(list(ids)).strip().casefold()
+        return self.texts[ids]
+
+    def says(self, answer: list[int], label: tuple[int, ...]) -> bool:
+        head = tuple(answer[:len(label)])
+        return head == tuple(label) or (len(head) == len(label) and self.text(head) == self.text(tuple(label)))
 
 
 class Sweep:
@@ -134,5 +161,5 @@ class Sweep:
             answers = read_out(self.lm, self.bank, probes.prompts, ids, base.argmax(-1),
                                got.injected.masked_fill(~on, -1), alpha, self.labels.in_play(probes, self.lm.label_tokens))
             out[probes.metric] = hit_mask(probes, answers.ids, answers.base_ids, self.labels,
-                                          self.lm.label_tokens).float().mean().item()
+                                          self.lm).float().mean().item()
         return out

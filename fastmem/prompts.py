@@ -23,6 +23,7 @@ class SlottedPrompt:
     word_span: Span
     context_span: Span | None = None
     context: str | None = None  # the context name, for the oracle gate only
+    marked: bool = False  # the user marked the slots: slot-free reading searches only inside them
 
     @property
     def word(self) -> str:
@@ -103,7 +104,7 @@ def mark(text: str, word: str, context: str | None = None) -> SlottedPrompt:
                                "separate parts of it.")
         c_at = min(apart, key=lambda i: at - (i + len(context)) if i < at else i - (at + len(word)))
         ctx_span = (c_at, c_at + len(context))
-    return SlottedPrompt(text, (at, at + len(word)), ctx_span, context)
+    return SlottedPrompt(text, (at, at + len(word)), ctx_span, context, marked=True)
 
 
 def statement_prompt(statement: str, word: str, context: str, label: str) -> SlottedPrompt:

@@ -39,13 +39,14 @@ def tail_corrections(bank: MemoryBank, chosen: torch.Tensor, steps: int) -> torc
 
 
 def read_out(lm, bank: MemoryBank, prompts, first: torch.Tensor, base_first: torch.Tensor, chosen: torch.Tensor,
-             alpha: float, in_play, rows: list[list[int]] | None = None) -> Readout:
+             alpha: float, in_play, rows: list[list[int]] | None = None, length: int = 1) -> Readout:
     """Greedy answers long enough to hold the longest label sequence `in_play` (the targets and the
     memory's labels). `first`/`base_first` [N]: first tokens with and without memory; `chosen` [N]: the
     entry whose values were injected per row (-1: none); `rows`: the token rows `first` came from, when
-    they are not the prompts' own (the in-context baselines)."""
+    they are not the prompts' own (the in-context baselines); `length`: decode every row at least this far
+    (a rule that looks past the first tokens)."""
     in_play = [tuple(s) for s in in_play]
-    longest = max((len(s) for s in in_play), default=1)
+    longest = max([len(s) for s in in_play] + [length])
     ids = torch.full((len(first), longest), PAD, dtype=torch.long)
     base = torch.full((len(first), longest), PAD, dtype=torch.long)
     ids[:, 0], base[:, 0] = first, base_first
@@ -53,8 +54,8 @@ def read_out(lm, bank: MemoryBank, prompts, first: torch.Tensor, base_first: tor
         return Readout(ids, base)
     starts = torch.tensor(sorted({s[0] for s in in_play if len(s) > 1}), dtype=torch.long)
     has_tail = torch.tensor([c >= 0 and bool(bank.entries[c].tail_ids) for c in chosen.tolist()], dtype=torch.bool)
-    mem_rows = (has_tail & (alpha != 0.0)) | torch.isin(first, starts)
-    base_rows = torch.isin(base_first, starts) | (mem_rows & (first == base_first))
+    mem_rows = (has_tail & (alpha != 0.0)) | torch.isin(first, starts) | (length > 1)
+    base_rows = torch.isin(base_first, starts) | (mem_rows & (first == base_first)) | (length > 1)
     mem_at, base_at = mem_rows.nonzero().flatten().tolist(), base_rows.nonzero().flatten().tolist()
     if not mem_at and not base_at:
         return Readout(ids, base)
@@ -76,8 +77,11 @@ def starts_with(row: list[int], label: tuple[int, ...]) -> bool:
 
 def read_answers(lm, bank: MemoryBank, probes, got, alpha: float, labels) -> Readout:
     """The readout of an `engine.Answer` to a probe set (`metrics.ProbeSet`), for its metric's rule."""
+    from .metrics import WITHIN_TOKENS, rule
+
     return read_out(lm, bank, probes.prompts, got.ids, got.base_ids, got.retrieved.injected, alpha,
-                    labels.in_play(probes, lm.label_tokens))
+                    labels.in_play(probes, lm.label_tokens),
+                    length=WITHIN_TOKENS if rule(probes.metric) == "label_within" else 1)
 
 
 def decoded(ids: torch.Tensor) -> list[int]:

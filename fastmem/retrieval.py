@@ -8,13 +8,15 @@ Modes (see README):
 - average        the mean value of all entries of the top-1 entry's word (conflicts averaged away)
 - dual_key       symbol similarity x context similarity, both cosines of raw hidden states taken
                  relative to a context-free baseline (see README for why)
-- token_match    the selective default: every token of the written word and of its context must find a
+- span_match     the default: slot-free reading (`spans.py`): the written word's and context's tokens (layer 0,
+                 in a few surface forms) are searched, in order, anywhere in the question; score = min(word
+                 match, context match); the entry chosen has the best product of the two
+- token_match    the previous default: every token of the written word and of its context must find a
                  close match among the question's word and context tokens (and vice versa); early-layer
-                 token states, standardised; score = min(word match, context match); the entry chosen is
-                 the one with the best product of the two (both count), injected if its score passes
+                 token states, standardised; needs the question's slots (a known form or marks)
 - codebook       a GRACE-style baseline (`codebook.py`): the last token's state of one canonical question per
                  entry, nearest key within a deferral radius (1 - |q - k| / |k| >= threshold); the same values
-- shuffled       a control: token_match's retrieval and settings, but the value injected is the next entry's
+- shuffled       a control: span_match's retrieval and settings, but the value injected is the next entry's
                  (values permuted between entries): it shows that the value carries the answer, not any push
 
 With the threshold off, an entry is injected only when its score is above 0: a question that matches
@@ -35,13 +37,14 @@ from .lm import PromptStates
 from .memory import MemoryBank
 from .projector import KeyProjector
 
-MODES = ("none", "both_top1", "context_gate", "raw_both_top1", "average", "dual_key", "token_match", "codebook",
-         "shuffled")
-NEEDS_MODEL = ("codebook",)  # scored from the questions' last-token states against keys the model computes
-TOKEN_MODES = ("token_match", "shuffled")  # retrieve by token matching
-CONTROLS = {"shuffled": "token_match"}  # a control mode uses the settings of the mode it controls
+MODES = ("none", "both_top1", "context_gate", "raw_both_top1", "average", "dual_key", "token_match", "span_match",
+         "codebook", "shuffled")
+SPAN_MODES = ("span_match", "shuffled")  # slot-free reading (`spans.py`): scored with the model's embeddings
+NEEDS_MODEL = ("codebook",) + SPAN_MODES  # scored with the model (keys it computes), in `engine.lookup`
+TOKEN_MODES = ("token_match",)  # retrieve by token matching inside the question's slots
+CONTROLS = {"shuffled": "span_match"}  # a control mode uses the settings of the mode it controls
 NEEDS_PROJECTOR = ("both_top1", "context_gate", "average")
-DEFAULT_MODE = "token_match"
+DEFAULT_MODE = "span_match"
 QUERY_CHUNK = 64
 PRUNE_ABOVE, PRUNE_KEEP = 2048, 256  # above 2,048 entries, exact word matching runs on a 256-entry shortlist  # token matching scores this many questions at a time (bounded memory at 100k entries)
 
@@ -55,12 +58,14 @@ class KeyGeometry:
     context_baseline: torch.Tensor  # [d] mean context key of context-free training prompts
     token_mean: torch.Tensor | None = None  # [d] token states of training prompts at the token layer: mean
     token_scale: torch.Tensor | None = None  # [d] ... and spread; keys are standardised before the cosine
+    embed_mean: torch.Tensor | None = None  # [d] the vocabulary's token embeddings: mean (slot-free reading)
+    embed_scale: torch.Tensor | None = None  # [d] ... and spread
 
     @cached_property
     def identity(self) -> str:
         """Names derived entry tensors cached in a memory (projected keys depend on the geometry)."""
         parts = [self.symbol_baseline, self.context_baseline] + [
-            t for t in (self.token_mean, self.token_scale) if t is not None]
+            t for t in (self.token_mean, self.token_scale, self.embed_mean, self.embed_scale) if t is not None]
         digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in parts))
         return f"{self.projector.identity if self.projector else 'none'}-{digest.hexdigest()[:12]}"
 
@@ -98,6 +103,7 @@ class Retrieved:
     best: torch.Tensor  # [N] best score (-inf for an empty memory)
     values: torch.Tensor  # [N, d] value to inject (zeros where nothing is)
     source: torch.Tensor | None = None  # [N] the entry whose values are injected, when not `chosen` (shuffled)
+    spans: "SpanMatch | None" = None  # slot-free reading: where each entry's word and context were found
 
     @property
     def injected(self) -> torch.Tensor:
@@ -173,11 +179,13 @@ def score_entries(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGe
 
 
 def retrieve(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGeometry,
-             threshold: float | None = None, scores: torch.Tensor | None = None) -> Retrieved:
+             threshold: float | None = None, scores: torch.Tensor | None = None, spans=None) -> Retrieved:
     """Top-1 entry per question and the value to inject. `scores` [N, M]: similarities computed outside
-    (mode codebook, `engine.lookup`), else scored here."""
+    (mode codebook, `engine.lookup`), else scored here; `spans` (slot-free reading, `spans.SpanMatch`)."""
     threshold = check_threshold(threshold)
     rank = None
+    if spans is not None:  # rank by both matches (product), gate by the weaker
+        scores, rank = spans.score.clone(), spans.rank
     if scores is None and mode in NEEDS_MODEL:
         raise SettingsError(f"Mode {mode} is scored with the model: call engine.lookup.")
     if scores is None and mode in TOKEN_MODES and len(bank):  # rank by both matches (product), gate by the weaker
@@ -205,12 +213,17 @@ def retrieve(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGeometr
         for row in (chosen >= 0).nonzero().flatten().tolist():
             picked[row] = values[word_ids == word_ids[chosen[row]]].mean(0)
     elif mode == "shuffled":  # each entry's value goes to the next entry: a fixed derangement
-        source = ((chosen + 1) % len(bank)).masked_fill(chosen < 0, -1)
+        source = shuffled_source(chosen, len(bank))
         picked = values[source.clamp(min=0)] * (source >= 0).unsqueeze(1)
-        return Retrieved(scores, chosen, best, picked, source)
+        return Retrieved(scores, chosen, best, picked, source, spans)
     else:
         picked = values[chosen.clamp(min=0)] * (chosen >= 0).unsqueeze(1)
-    return Retrieved(scores, chosen, best, picked)
+    return Retrieved(scores, chosen, best, picked, None, spans)
+
+
+def shuffled_source(chosen: torch.Tensor, n_entries: int) -> torch.Tensor:
+    """The shuffled control's derangement: each entry's values go to the next entry (-1 stays -1)."""
+    return ((chosen + 1) % max(1, n_entries)).masked_fill(chosen < 0, -1)
 
 
 def match_tokens(query: torch.Tensor, query_mask: torch.Tensor, flat: torch.Tensor, owner: torch.Tensor,

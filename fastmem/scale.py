@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import torch
 
 from .bench import Row, fact_probes, qualified_facts, score_probes
-from .engine import prompt_states
+from .engine import lookup, prompt_states
 from .errors import SettingsError
 from .lab import Lab
 from .metrics import LabelIndex, ProbeSet, probe_set
 from .probes import lookalikes
 from .prompts import render
-from .retrieval import DEFAULT_MODE, QueryKeys, retrieve
+from .retrieval import DEFAULT_MODE
 from .suite import LABELS, nonce_words
 
 MAX_SIZE = 200_000
@@ -111,15 +111,14 @@ def _qualified_facts(lab: Lab) -> ProbeSet:
 
 def _time_retrieval(lab, bank, states, reads: ProbeSet, mode, threshold, size, write_s) -> ScaleTiming:
     start = time.perf_counter()
-    retrieve(mode, QueryKeys.from_states(states.select(slice(0, 1)), bank, reads.contexts[:1]), bank, lab.geometry,
-             threshold)
+    lookup(lab.lm, mode, states.select(slice(0, 1)), bank, lab.geometry, reads.contexts[:1], threshold)
     build = time.perf_counter() - start
     times = []
     for i in range(min(64, len(reads))):
-        query = QueryKeys.from_states(states.select(slice(i, i + 1)), bank, reads.contexts[i:i + 1])
+        one = states.select(slice(i, i + 1))
         start = time.perf_counter()
         with torch.inference_mode():
-            retrieve(mode, query, bank, lab.geometry, threshold)
+            lookup(lab.lm, mode, one, bank, lab.geometry, reads.contexts[i:i + 1], threshold)
         times.append(time.perf_counter() - start)
     return ScaleTiming(size, write_s, 1000 * statistics.median(times), build)
 

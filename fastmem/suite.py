@@ -21,7 +21,7 @@ from .prompts import SlottedPrompt, render, template_fields, unrelated_prompt
 
 SUITE_FILES = {"builtin": "builtin_suite.json", "multitoken": "multitoken_suite.json",
                "phrasings": "phrasings_suite.json", "nonce-colour": "nonce_colour_suite.json",
-               "real-words": "real_words_suite.json"}  # built-in suites, by name
+               "real-words": "real_words_suite.json", "series": "series_suite.json"}  # built-in suites, by name
 MAX_SUITE_BYTES = 5 * 1024 * 1024
 MAX_SUITE_NODES = 200_000  # values after YAML aliases are expanded (guards against "billion laughs")
 MAX_SUITE_DEPTH = 32

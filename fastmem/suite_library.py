@@ -120,3 +120,51 @@ def make_nonce_colour_suite(base: Suite, seed: int = 0) -> Suite:
 def make_real_words_suite(base: Suite, seed: int = 0) -> Suite:
     """Everyday words given new meanings (`In game A, apple means blue`): the prior fights the memory."""
     return _relabelled(base, "real-words", list(REAL_WORDS), list(LABELS), seed)
+
+
+# Context series whose members differ in one part (`fastmem.series` makes their unwritten siblings), each read
+# and written in a phrasing that suits it: (name, contexts, write form, read form).
+SERIES_EXPERIMENTS = [
+    ("series: level", ["level 1", "level 2"], "In {context}, {word} means",
+     "Question: in {context}, what is {word}? Answer:"),
+    ("series: room", ["room 101", "room 102"], "In {context}, {word} means",
+     "Question: in {context}, what is {word}? Answer:"),
+    ("series: weekday", ["Monday", "Tuesday"], "On {context}, {word} means",
+     "Question: on {context}, what is {word}? Answer:"),
+    ("series: team", ["the red team", "the blue team"], "For {context}, {word} means",
+     "Question: for {context}, what is {word}? Answer:"),
+    ("series: chapter", ["chapter one", "chapter two"], "In {context}, {word} means",
+     "Question: in {context}, what is {word}? Answer:"),
+    ("series: floor", ["the first floor", "the second floor"], "On {context}, {word} means",
+     "Question: on {context}, what is {word}? Answer:"),
+    ("series: month", ["March", "April"], "In {context}, {word} means",
+     "Question: in {context}, what is {word}? Answer:"),
+]
+
+
+def digit_words(n: int, seed: int) -> list[str]:
+    """Invented words with two different digits inside (`zq56x`): their look-alikes differ in one digit or in the
+    order of the two."""
+    rng = random.Random(seed + 13)
+    letters = "bcdfghjklmnpqrstvwxz"
+    out: list[str] = []
+    while len(out) < n:
+        a, b = rng.sample("0123456789", 2)
+        w = rng.choice(letters) + rng.choice(letters) + a + b + rng.choice(letters)
+        if w not in out:
+            out.append(w)
+    return out
+
+
+def make_series_suite(base: Suite, seed: int = 0) -> Suite:
+    """The default suite's training side with one test experiment per context series, and test words half
+    pronounceable, half with digits (`zq56x`)."""
+    rng = random.Random(seed + 17)
+    test = base.split("test")[:32]
+    words = [WordSpec(word=w, labels=rng.sample(list(LABELS), 2), split="test") for w in digit_words(32, seed)]
+    experiments = list(base.train_experiments) + [
+        ExperimentSpec(name=name, contexts=contexts, write=write, read=read)
+        for name, contexts, write, read in SERIES_EXPERIMENTS]
+    unseen = [c for c in base.unseen_contexts if c not in {c for _, cs, _, _ in SERIES_EXPERIMENTS for c in cs}]
+    return base.model_copy(update={"name": "series", "words": base.split("train") + test + words,
+                                   "experiments": experiments, "unseen_contexts": unseen})

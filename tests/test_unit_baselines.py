@@ -129,8 +129,8 @@ def test_baselines_score_every_mode_per_size_and_cost_grows_only_in_context(tiny
             assert got["read"].n == 4  # 2 bindings: two memories of one word, each asked both bindings
     cost = {(c.size, c.mode): c for c in costs}
     assert cost[(8, "in_context_all")].prompt_tokens > cost[(2, "in_context_all")].prompt_tokens
-    assert cost[(8, "token_match")].prompt_tokens == cost[(2, "token_match")].prompt_tokens
-    assert cost[(8, "in_context_all")].ms_cached is not None and cost[(8, "token_match")].ms_cached is None
+    assert cost[(8, "span_match")].prompt_tokens == cost[(2, "span_match")].prompt_tokens
+    assert cost[(8, "in_context_all")].ms_cached is not None and cost[(8, "span_match")].ms_cached is None
     assert all(c.fits and c.ms_per_question > 0 for c in costs)
     # a window too small for 8 bindings' statements: in_context_all does not fit, the others still run
     monkeypatch.setattr(tiny_lab.lm.model.config, "max_position_embeddings", int(cost[(2, "in_context_all")]

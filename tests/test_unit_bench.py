@@ -50,9 +50,12 @@ def test_run_bench_rows_for_every_experiment_mode_metric(neox, small_suite, cali
     n_unrelated = len(small_suite.unrelated)
     n_wrong = 2 * (len(experiments) - 1) + len(small_suite.unseen_contexts)  # other experiments' + unused contexts
     for r in rows:
+        # every written context here (game A-D, the north/south lab) is in a series: up to 3 unwritten siblings
+        # each (the lab has only east and west left); and has two words to swap
+        n_siblings = 2 if "lab" in r.experiment else 6
         expected_n = {"write": 2 * WORDS, "read": 2 * WORDS, "plain": WORDS, "wrong_context": WORDS * n_wrong,
-                      "lookalike": 3 * WORDS}.get(r.metric, 2 * WORDS if r.metric.startswith("paraphrase:")
-                                                  else n_unrelated)
+                      "lookalike": 3 * WORDS, "sibling": n_siblings * WORDS, "swapped": 2 * WORDS,
+                      }.get(r.metric, 2 * WORDS if r.metric.startswith("paraphrase:") else n_unrelated)
         if r.metric == "kept":  # only the fact prompts this (random) model answers right
             expected_n = r.n
         assert r.n == expected_n and 0 <= r.hits <= r.n, r

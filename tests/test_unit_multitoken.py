@@ -109,7 +109,7 @@ def test_first_token_right_is_not_a_hit(tiny_lab):
     reads = probe_set("read", [tiny_lab.question("wug", "game A")], ["red blue"])
     first = torch.tensor(tiny_lab.lm.label_tokens("red"))
     wrong = torch.tensor([[int(first[0]), int(tiny_lab.lm.label_tokens("dog")[0])]])
-    assert not hit_mask(reads, wrong, wrong, LabelIndex.of(bank), tiny_lab.lm.label_tokens).item()
+    assert not hit_mask(reads, wrong, wrong, LabelIndex.of(bank), tiny_lab.lm).item()
 
 
 def test_one_token_labels_decode_nothing(tiny_lab, monkeypatch):

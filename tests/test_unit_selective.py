@@ -135,6 +135,18 @@ def test_slot_lookup_follows_adds_and_removals():
 
 
 # -- metrics -------------------------------------------------------------------------------------
+class IdsLM:
+    """Just what the hit rules ask of a model: a label's tokens, and the text of tokens (one word per id)."""
+
+    def __init__(self, label_ids=None):
+        self.label_tokens = label_ids
+        self.tokenizer = self
+
+    @staticmethod
+    def decode(ids):
+        return "".join(f" w{int(i)}" for i in ids)
+
+
 def test_hit_rules():
     bank = token_bank()
     labels = LabelIndex.of(bank)
@@ -142,14 +154,14 @@ def test_hit_rules():
     ids = torch.tensor([11, 13, 5])
     base = torch.tensor([11, 7, 5])
     wrong = probe_set("wrong_context", [p] * 3, ["dax"] * 3)
-    assert hit_mask(wrong, ids, base, labels, None).tolist() == [True, False, False]  # only dax's labels count
+    assert hit_mask(wrong, ids, base, labels, IdsLM()).tolist() == [True, False, False]  # only dax's labels count
     look = probe_set("lookalike", [p] * 3)
-    assert hit_mask(look, ids, base, labels, None).tolist() == [True, True, False]  # any label in memory
+    assert hit_mask(look, ids, base, labels, IdsLM()).tolist() == [True, True, False]  # any label in memory
     kept = probe_set("kept", [p] * 3, ["x"] * 3, [None] * 3)
-    assert hit_mask(kept, ids, base, labels, None).tolist() == [True, False, True]
+    assert hit_mask(kept, ids, base, labels, IdsLM()).tolist() == [True, False, True]
     read = probe_set("paraphrase:context_after", [p] * 3, ["red", "fish", "cat"])
     lid = {"red": (11,), "fish": (13,), "cat": (12,)}.get
-    assert hit_mask(read, ids, base, labels, lid).tolist() == [True, True, False]
+    assert hit_mask(read, ids, base, labels, IdsLM(lid)).tolist() == [True, True, False]
 
 
 def test_hit_rules_on_label_sequences():
@@ -160,11 +172,16 @@ def test_hit_rules_on_label_sequences():
     base = torch.tensor([[11, 12, 5], [11, 12, 5], [7, -1, -1], [11, -1, -1]])
     read = probe_set("read", [p] * 4, ["a b", "a b", "c", "a b"])
     lid = {"a b": (11, 12), "c": (13,)}.get
-    assert hit_mask(read, ids, base, labels, lid).tolist() == [True, False, True, False]
-    assert hit_mask(probe_set("wrong_context", [p] * 4, ["dax"] * 4), ids, base, labels, lid).tolist() == \
+    assert hit_mask(read, ids, base, labels, IdsLM(lid)).tolist() == [True, False, True, False]
+    # the same text counts as the label: a token that reads ` A b` (or `a B`, stripped) is the label `a b`
+    spelled = IdsLM(lid)
+    spelled.decode = lambda ids: {(11, 12): " a b", (14, 12): "A b", (14, 15): "ab"}.get(tuple(ids), " x")
+    other = torch.tensor([[14, 12, 5], [14, 15, 5]])
+    assert hit_mask(probe_set("read", [p] * 2, ["a b"] * 2), other, other, labels, spelled).tolist() == [True, False]
+    assert hit_mask(probe_set("wrong_context", [p] * 4, ["dax"] * 4), ids, base, labels, IdsLM(lid)).tolist() == \
         [True, False, False, False]
-    assert hit_mask(probe_set("lookalike", [p] * 4), ids, base, labels, lid).tolist() == [True, False, True, False]
-    assert hit_mask(probe_set("kept", [p] * 4, ["x"] * 4, [None] * 4), ids, base, labels, lid).tolist() == \
+    assert hit_mask(probe_set("lookalike", [p] * 4), ids, base, labels, IdsLM(lid)).tolist() == [True, False, True, False]
+    assert hit_mask(probe_set("kept", [p] * 4, ["x"] * 4, [None] * 4), ids, base, labels, IdsLM(lid)).tolist() == \
         [True, False, False, True]
 
 
@@ -302,13 +319,14 @@ def test_scale_grows_one_memory_and_scores_it_with_the_benchmark_rows(tiny_lab):
         got = {r.metric: r for r in rows if r.experiment == size_label(size)}
         assert set(got) == {"read", "wrong_context", "lookalike", "kept"}
         assert got["read"].n == 2 and got["wrong_context"].n == 2 and got["lookalike"].n == 2
-        assert got["read"].mode == "token_match"
+        assert got["read"].mode == "span_match"
     table = format_scale(rows, timings).splitlines()
     assert len(table) == 3 and table[1].startswith("4 ") and table[2].startswith("8 ")
 
 
-def test_shuffled_control_retrieves_like_token_match_but_reads_badly(tiny_lab):
-    """The control: same retrieval and settings as token_match, another entry's value; Read collapses."""
+def test_shuffled_control_retrieves_like_span_match_but_reads_badly(tiny_lab):
+    """The control: same retrieval and settings as span_match (the default), another entry's value; Read
+    collapses."""
     from fastmem.bench import score_probes
     from fastmem.engine import prompt_states
 
@@ -319,10 +337,10 @@ def test_shuffled_control_retrieves_like_token_match_but_reads_badly(tiny_lab):
     reads = probe_set("read", [tiny_lab.question(w, c) for w, c, _ in rows], [label for *_, label in rows])
     states = prompt_states(tiny_lab.lm, bank, list(reads.prompts))
     cal = tiny_lab.calibration
-    assert cal.settings("shuffled") == cal.settings("token_match")
+    assert cal.settings("shuffled") == cal.settings("span_match")
     rate = {m: score_probes(tiny_lab.lm, bank, tiny_lab.geometry, cal, "t", m, reads, states)[0].rate
-            for m in ("token_match", "shuffled")}
-    assert rate["token_match"] >= 0.75 and rate["shuffled"] == 0.0, rate
+            for m in ("span_match", "shuffled")}
+    assert rate["span_match"] >= 0.75 and rate["shuffled"] == 0.0, rate
     r = tiny_lab.ask(bank, tiny_lab.question("blicket", "game A"), mode="shuffled")
     assert r.chosen == 0 and "Shuffled control: injected the value of 'dax' in 'game B'" in r.reason
     assert torch.equal(r.value, bank.entries[1].value)
