@@ -16,8 +16,8 @@ from importlib import resources
 import torch
 
 from . import metrics
-from .calibrate import Calibration, ModeSettings, empty_bank
-from .engine import answer, make_entries, prompt_states
+from .calibrate import POST, Calibration, ModeSettings, default_point, empty_bank
+from .engine import answer, prompt_states, write_entries
 from .lm import FrozenLM, PromptStates
 from .memory import MemoryBank
 from .metrics import PARAPHRASE, LabelIndex, ProbeSet, hit_mask, probe_set
@@ -62,6 +62,7 @@ class Row:
     token_layer: int = -1
     prompt_tokens: float | None = None  # mean tokens per prompt as the model ran it (in-context: with statements)
     form: str = ""  # how the questions were phrased: "" the suite's own forms, "typed:<name>" (fastmem.typed)
+    operating_point: str = ""  # whose objective chose alpha and threshold: "post" or "selective" (calibrate)
 
 
 @dataclass
@@ -156,36 +157,49 @@ def qualified_facts(lm: FrozenLM, facts: ProbeSet, base_ids: torch.Tensor) -> tu
 
 
 class StateStore:
-    """States of every prompt run so far, one forward pass per unique prompt; a probe set's states are a
-    selection of rows, not a re-concatenation."""
+    """States of every prompt run so far, one forward pass per unique prompt. Each forward call's states stay
+    one part; a probe set's states are its rows selected from the parts (never the whole store copied)."""
 
     def __init__(self, lm: FrozenLM, bank: MemoryBank, progress=None):
         self.lm, self.bank, self.progress = lm, bank, progress
-        self.states: PromptStates | None = None
-        self.row_of: dict[SlottedPrompt, int] = {}
+        self.parts: list[PromptStates] = []
+        self.where: dict[SlottedPrompt, tuple[int, int]] = {}  # prompt -> (part, row)
         self.forward_s, self.forward_passes = 0.0, 0
 
     def __call__(self, prompts) -> PromptStates:
         prompts = list(prompts)
-        new = [p for p in unique_prompts(prompts) if p not in self.row_of]
+        new = [p for p in unique_prompts(prompts) if p not in self.where]
         if new:
             start = time.perf_counter()
             got = prompt_states(self.lm, self.bank, new, progress=self.progress)
             self.forward_s += time.perf_counter() - start
             self.forward_passes += len(new)
-            offset = 0 if self.states is None else len(self.states)
-            self.states = got if self.states is None else PromptStates.cat([self.states, got])
-            self.row_of.update({p: offset + i for i, p in enumerate(new)})
-        return self.states.select(torch.tensor([self.row_of[p] for p in prompts], dtype=torch.long))
+            self.where.update({p: (len(self.parts), i) for i, p in enumerate(new)})
+            self.parts.append(got)
+        if not prompts:
+            return prompt_states(self.lm, self.bank, [])
+        at = [self.where[p] for p in prompts]
+        used = sorted({part for part, _ in at})
+        if len(used) == 1:
+            return self.parts[used[0]].select(torch.tensor([row for _, row in at], dtype=torch.long))
+        chunks, offset, index = [], {}, []
+        for part in used:
+            rows = sorted({row for q, row in at if q == part})
+            offset.update({(part, row): len(index) + i for i, row in enumerate(rows)})
+            index += rows
+            chunks.append(self.parts[part].select(torch.tensor(rows, dtype=torch.long)))
+        joined = PromptStates.cat(chunks)
+        return joined.select(torch.tensor([offset[a] for a in at], dtype=torch.long))
 
 
 def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Calibration, experiment: str,
                  mode: str, probes: ProbeSet, states: PromptStates, base_logits: torch.Tensor | None = None,
-                 labels: LabelIndex | None = None, post: dict | None = None) -> list[Row]:
+                 labels: LabelIndex | None = None, post: dict | None = None, point: str | None = None) -> list[Row]:
     """Rows for one probe set under one mode, from one retrieval and injection; an unrelated set also gives
     `unchanged` (the same answers under another rule). The one scoring path of bench, scale and curve."""
     in_context = mode in IN_CONTEXT_MODES
-    s = ModeSettings(0.0, None) if in_context else cal.settings(mode)
+    point = point or default_point(mode)
+    s = ModeSettings(0.0, None) if in_context else cal.settings(mode, point)
     labels = labels or LabelIndex.of(bank)
     sets = [probes] + ([probe_set("unchanged", probes.prompts, probes.targets, probes.contexts, probes.form)]
                        if probes.metric == "unrelated" else [])
@@ -197,17 +211,17 @@ def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Cal
         tokens = sum(lengths) / len(lengths)
     elif len(probes):
         got = answer(lm, bank, geometry, states, list(probes.contexts), mode, s.alpha, s.threshold, base_logits)
-        answers = read_answers(lm, bank, probes, got, s.alpha, labels)
+        answers = read_answers(lm, bank, probes, got, s.alpha)
         tokens = mean_question_tokens(lm, probes.prompts)
     rows = []
     for p in sets:
         n = len(p)
         h = int(hit_mask(p, answers.ids, answers.base_ids, labels, lm).sum()) if n else 0
         lo, hi = wilson(h, n)
-        post_figure = (post or {}).get((experiment, mode, p.metric)) if not p.form else None
+        post_figure = (post or {}).get((experiment, mode, p.metric)) if not p.form and point == POST else None
         rows.append(Row(lm.name, experiment, mode, p.metric, n, h, h / max(1, n), lo, hi, cal.seed, cal.key_layer,
                         cal.symbol_layer, cal.context_layer, cal.value_steps, s.alpha, s.threshold,
-                        post_figure, cal.token_layer, tokens, p.form))
+                        post_figure, cal.token_layer, tokens, p.form, point))
     return rows
 
 
@@ -220,9 +234,10 @@ def mean_question_tokens(lm: FrozenLM, prompts: tuple[SlottedPrompt, ...]) -> fl
 
 def run_bench(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometry, experiments=None,
               modes=MODES, words_per_experiment: int | None = None, progress=None, should_stop=None,
-              on_row=None, typed: bool = False) -> tuple[list[Row], Timing]:
+              on_row=None, typed: bool = False, point: str | None = None) -> tuple[list[Row], Timing]:
     """Score test words. `progress(done, total)`; `should_stop()` (polled after every forward batch)
-    ends early, keeping finished rows; `typed` adds the typed probe sets (`fastmem.typed`)."""
+    ends early, keeping finished rows; `typed` adds the typed probe sets (`fastmem.typed`); `point`: every
+    mode at this operating point (default: each mode at its own, `calibrate.default_point`)."""
     timing, rows, post = Timing(), [], post_figures()
     chosen = [suite.experiment(name) for name in experiments] if experiments else suite.experiments
     words = suite.split("test")[:words_per_experiment] if words_per_experiment else suite.split("test")
@@ -253,15 +268,14 @@ def run_bench(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometr
             scored = [(exp.name, s, store(s.prompts)) for s in sets] + [(exp.name, *x) for x in shared_sets]
             scored += [(f"{exp.name} · {n}-token labels", sub, store(sub.prompts))
                        for n, sub in by_label_length(lm, binds, sets)]
-            bank = empty_bank(lm, cal)
-            for entry in make_entries(lm, bank, write_states, [b.word for b in binds], [b.context for b in binds],
-                                      [b.label for b in binds], [b.write for b in binds]):
-                bank.add(entry)
+            bank = empty_bank(lm, cal)  # written as Lab.write writes, from the states already run
+            write_entries(lm, bank, [b.write for b in binds], [b.word for b in binds], [b.context for b in binds],
+                          [b.label for b in binds], states=write_states)
             labels = LabelIndex.of(bank)
             base = [lm.logits(st.final) for _, _, st in scored]  # the plain model's, shared by every mode
             for mode in modes:
                 for (name, s, st), b in zip(scored, base):
-                    for row in score_probes(lm, bank, geometry, cal, name, mode, s, st, b, labels, post):
+                    for row in score_probes(lm, bank, geometry, cal, name, mode, s, st, b, labels, post, point):
                         rows.append(row)
                         if on_row:
                             on_row(row)

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .engine import make_entries
-from .errors import SuiteError
+from .engine import write_entries
+from .errors import SettingsError, SuiteError
 from .lm import FrozenLM, PromptStates
 from .loading import cache_dir
 from .memory import MemoryBank
@@ -35,7 +35,20 @@ ALPHAS = (0.5, 1.0, 2.0, 4.0, 8.0)
 # up to 0.95 in steps of 0.05, then finer up to 0.99: slot-free reading compares token embeddings, where the
 # same token scores 1 and the closest two tokens of a series (digits) about 0.94 (scripts/series_cosines.py)
 THRESHOLDS = (None,) + tuple(round(0.05 * i, 2) for i in range(1, 20)) + (0.96, 0.97, 0.98, 0.99)
-CALIBRATION_VERSION = 3
+CALIBRATION_VERSION = 4
+
+# Operating points: each mode's alpha and threshold chosen on training words by one of two objectives.
+# - post: the reference post's protocol, which measured only Write, Read, Plain and Unrelated;
+# - selective: also never-written contexts and look-alike words (hard negatives), as a selective memory must.
+POST, SELECTIVE = "post", "selective"
+OPERATING_POINTS = (POST, SELECTIVE)
+POST_MODES = ("both_top1", "context_gate", "raw_both_top1", "average")  # the post's own modes take `post`
+
+
+def default_point(mode: str) -> str:
+    """The operating point a mode runs at unless asked otherwise: the post's modes at `post`, the rest at
+    `selective`."""
+    return POST if mode in POST_MODES else SELECTIVE
 
 
 @dataclass(frozen=True)
@@ -52,13 +65,22 @@ class Calibration:
     context_layer: int
     value_steps: int
     seed: int
-    modes: dict[str, ModeSettings]
+    points: dict[str, dict[str, ModeSettings]]  # operating point -> mode -> settings
     projector_id: str | None
-    dev_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    dev_scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # point -> mode -> rates
     token_layer: int = -1
 
-    def settings(self, mode: str) -> ModeSettings:
-        return self.modes.get(mode, ModeSettings(1.0, None))
+    def settings(self, mode: str, point: str | None = None) -> ModeSettings:
+        """A mode's alpha and threshold at an operating point (default: the mode's own, `default_point`)."""
+        point = point or default_point(mode)
+        if point not in OPERATING_POINTS:
+            raise SettingsError(f"Unknown operating point {point!r}: choose {' or '.join(OPERATING_POINTS)}.")
+        return self.points.get(point, {}).get(mode, ModeSettings(1.0, None))
+
+    @property
+    def modes(self) -> dict[str, ModeSettings]:
+        """Every mode's settings at its default operating point."""
+        return {m: self.settings(m) for m in self.points.get(SELECTIVE, {})}
 
     def to_json(self) -> str:
         return json.dumps({"version": CALIBRATION_VERSION, **asdict(self)}, indent=1)
@@ -68,7 +90,7 @@ class Calibration:
         raw = json.loads(text)
         if raw.pop("version", None) != CALIBRATION_VERSION:
             raise ValueError("old calibration format")
-        raw["modes"] = {k: ModeSettings(**v) for k, v in raw["modes"].items()}
+        raw["points"] = {p: {k: ModeSettings(**v) for k, v in modes.items()} for p, modes in raw["points"].items()}
         return cls(**raw)
 
 
@@ -90,7 +112,16 @@ class _Training:
     probe_states: dict[str, PromptStates]
 
 
-def _training(lm: FrozenLM, suite: Suite, seed: int, token_layers: tuple[int, ...], progress) -> _Training:
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Every prompt calibration runs, by group, and the dev probe sets (what the cache key is made of)."""
+
+    groups: dict[str, list]  # name -> prompts
+    probes: dict[str, ProbeSet]
+    dev: list  # bindings of the dev words
+
+
+def training_plan(lm: FrozenLM, suite: Suite, seed: int) -> TrainingPlan:
     """Training words only: a fit part and a dev part. The dev part's hard negatives are the training
     words' own: never-written training contexts and look-alikes of dev words (never a test word)."""
     words = suite.split("train")
@@ -120,12 +151,20 @@ def _training(lm: FrozenLM, suite: Suite, seed: int, token_layers: tuple[int, ..
     plain_fit = [render(suite.plain, w.word) for w in fit_words]
     groups = {"fit_write": [b.write for b in fit], "fit_read": [b.read for b in fit], "plain_fit": plain_fit,
               "dev_write": [b.write for b in dev], **{k: list(p.prompts) for k, p in probes.items()}}
+    return TrainingPlan(groups, probes, dev)
+
+
+def _training(lm: FrozenLM, suite: Suite, seed: int, token_layers: tuple[int, ...], progress) -> _Training:
+    """The plan's prompts run in one forward pass."""
+    plan = training_plan(lm, suite, seed)
+    groups, probes, dev = plan.groups, plan.probes, plan.dev
     flat = [p for g in groups.values() for p in g]
     states = lm.states(flat, progress=progress, token_layers=token_layers)
     got, at = {}, 0
     for name, prompts in groups.items():
         got[name], at = states.select(slice(at, at + len(prompts))), at + len(prompts)
-    negatives = PromptStates.cat([got["plain_fit"], got["unrelated"]]) if len(unrelated) else got["plain_fit"]
+    negatives = PromptStates.cat([got["plain_fit"], got["unrelated"]]) if len(probes["unrelated"]) \
+        else got["plain_fit"]
     return _Training(got["fit_write"], got["fit_read"], negatives, dev, got["dev_write"], probes,
                      {k: got[k] for k in probes})
 
@@ -176,9 +215,8 @@ def embedding_statistics(lm: FrozenLM) -> dict[str, torch.Tensor]:
 def _dev_bank(lm, ts: _Training, key_layer, context_layer, symbol_layer, value_steps, token_layer) -> MemoryBank:
     bank = MemoryBank(lm.name, lm.hidden_size, key_layer, context_layer, symbol_layer, value_steps,
                       token_layer=token_layer)
-    for entry in make_entries(lm, bank, ts.dev_write, [b.word for b in ts.dev], [b.context for b in ts.dev],
-                              [b.label for b in ts.dev], [b.write for b in ts.dev]):
-        bank.add(entry)
+    write_entries(lm, bank, [b.write for b in ts.dev], [b.word for b in ts.dev], [b.context for b in ts.dev],
+                  [b.label for b in ts.dev], states=ts.dev_write)
     return bank
 
 
@@ -199,17 +237,20 @@ def _dev_metrics(lm, bank, geometry, ts, mode, alphas, thresholds) -> dict:
     return {(alpha, thr): sweep.rates(alpha, thr) for alpha in alphas for thr in thresholds}
 
 
-def _objective(rates: dict[str, float]) -> float:
-    # Read first; a leak or a false fire costs much more than a missed read.
-    return (rates["read"] + 0.5 * rates["write"] - 4 * rates["plain"] - 8 * rates.get("unrelated", 0.0)
-            - 4 * rates["wrong_context"] - 4 * rates["lookalike"])
+def objective(rates: dict[str, float], point: str) -> float:
+    """Read first; a leak or a false fire costs much more than a missed read. The post's point counts what the
+    post measured; the selective point also the hard negatives."""
+    score = rates["read"] + 0.5 * rates["write"] - 4 * rates["plain"] - 8 * rates.get("unrelated", 0.0)
+    if point == SELECTIVE:
+        score -= 4 * rates["wrong_context"] + 4 * rates["lookalike"]
+    return score
 
 
-def _choose(table: dict) -> tuple[float, float | None]:
+def _choose(table: dict, point: str) -> tuple[float, float | None]:
     """Best objective; among ties the middle alpha, then the middle of the threshold plateau, so the
     choice sits away from the edges where test words would start to flip."""
-    best = max(_objective(v) for v in table.values())
-    ties = [k for k, v in table.items() if _objective(v) >= best - 1e-9]
+    best = max(objective(v, point) for v in table.values())
+    ties = [k for k, v in table.items() if objective(v, point) >= best - 1e-9]
     alphas = sorted({a for a, _ in ties})
     alpha = alphas[(len(alphas) - 1) // 2]
     numeric = sorted(t for a, t in ties if a == alpha and t is not None)
@@ -246,39 +287,78 @@ def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, p
             chosen = (separation, token_layer, geometry, bank)
     _, token_layer, geometry, bank = chosen
     geometry = replace(geometry, **embedding_statistics(lm))
-    modes, dev_scores = {}, {}
+    points = {p: {} for p in OPERATING_POINTS}
+    dev_scores = {p: {} for p in OPERATING_POINTS}
     for mode in MODES:
-        if mode == "none":
-            modes[mode] = ModeSettings(0.0, None)
-            continue
-        if mode in CONTROLS:  # a control is never tuned: it runs with the settings of what it controls
-            modes[mode] = modes[CONTROLS[mode]]
-            continue
-        table = _dev_metrics(lm, bank, geometry, ts, mode, ALPHAS, THRESHOLDS)
-        alpha, thr = _choose(table)
-        modes[mode] = ModeSettings(alpha, thr)
-        dev_scores[mode] = table[(alpha, thr)]
-    cal = Calibration(lm.name, key_layer, symbol_layer, context_layer, value_steps, seed, modes,
+        table = None if mode == "none" or mode in CONTROLS else _dev_metrics(lm, bank, geometry, ts, mode, ALPHAS,
+                                                                             THRESHOLDS)
+        for point in OPERATING_POINTS:
+            if mode == "none":
+                points[point][mode] = ModeSettings(0.0, None)
+            elif mode in CONTROLS:  # a control is never tuned: it runs with the settings of what it controls
+                points[point][mode] = points[point][CONTROLS[mode]]
+            else:
+                alpha, thr = _choose(table, point)
+                points[point][mode] = ModeSettings(alpha, thr)
+                dev_scores[point][mode] = table[(alpha, thr)]
+    cal = Calibration(lm.name, key_layer, symbol_layer, context_layer, value_steps, seed, points,
                       projector.identity, dev_scores, token_layer)
     return cal, geometry
 
 
-def cache_key(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> str:
-    """Everything calibration reads: the suite's training side (every word's name too: look-alikes avoid
-    them; test labels are never read, so suites that differ only there share a calibration),
-    the settings, and the code that computes it (any change to it recalibrates)."""
-    code = b"".join(resources.files("fastmem").joinpath(f).read_bytes() for f in _CALIBRATION_CODE)
-    train = json.dumps([lm.name, lm.n_layers, lm.hidden_size, suite.plain, suite.train_unrelated,
-                        suite.train_unseen_contexts, [w.model_dump() for w in suite.split("train")],
-                        [w.word for w in suite.words],
-                        [e.model_dump() for e in suite.train_experiments], value_steps, seed, CALIBRATION_VERSION,
-                        hashlib.sha256(code).hexdigest()])
+def cache_key(lm: FrozenLM, suite: Suite, value_steps: int, seed: int, sources: dict[str, bytes] | None = None) -> str:
+    """Everything calibration reads: the model's identity, every prompt it runs as keyed (`training_plan`: text,
+    slots and targets, so a change to a template, a question form or a keying rule changes it, while suites that
+    differ only in their test side share a calibration), the training labels, the settings, and the source of
+    every module calibration runs (`calibration_sources`)."""
+    sources = calibration_sources() if sources is None else sources
+    code = hashlib.sha256(b"".join(name.encode() + b"\0" + body for name, body in sorted(sources.items())))
+    plan = training_plan(lm, suite, seed)
+    prompts = {name: [[p.text, p.word_span, p.context_span, p.context, p.marked] for p in group]
+               for name, group in plan.groups.items()}
+    targets = {name: list(p.targets) for name, p in plan.probes.items()}
+    train = json.dumps([lm.name, lm.n_layers, lm.hidden_size, prompts, targets,
+                        [w.model_dump() for w in suite.split("train")], value_steps, seed, CALIBRATION_VERSION,
+                        code.hexdigest()])
     return hashlib.sha256(train.encode()).hexdigest()[:12]
 
 
-_CALIBRATION_CODE = ("calibrate.py", "probes.py", "projector.py", "retrieval.py", "values.py", "engine.py",
-                     "lm.py", "metrics.py", "keying.py", "readout.py", "decode.py", "codebook.py", "spans.py",
-                     "prompts.py")
+def calibration_sources() -> dict[str, bytes]:
+    """The source of `fastmem.calibrate` and of every fastmem module it imports, directly or not (read from the
+    import statements, so a module calibration starts to use is covered without a list to keep)."""
+    package = resources.files("fastmem")
+    seen: dict[str, bytes] = {}
+    todo = ["calibrate"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = package.joinpath(*name.split(".")[:-1], f"{name.split('.')[-1]}.py")
+        if not path.is_file():
+            path = package.joinpath(*name.split("."), "__init__.py")
+        body = path.read_bytes()
+        seen[name] = body
+        todo += _fastmem_imports(body, name)
+    return seen
+
+
+def _fastmem_imports(body: bytes, name: str) -> list[str]:
+    """Names of the fastmem modules a module's source imports (relative imports, anywhere in the file)."""
+    import ast
+
+    here = name.split(".")[:-1]
+    out = []
+    for node in ast.walk(ast.parse(body)):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = here[:len(here) - (node.level - 1)] if node.level > 1 else here
+            parts = base + (node.module.split(".") if node.module else [])
+            if node.module:
+                out.append(".".join(parts))
+            else:  # `from . import x`
+                out += [".".join(parts + [a.name]) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fastmem."):
+            out.append(node.module[len("fastmem."):])
+    return out
 
 
 def _cache_folder(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> Path:

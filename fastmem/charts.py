@@ -322,3 +322,26 @@ def capacity_chart(points, timings, columns: int | None = None) -> alt.Chart:
     return alt.vconcat(rates_by_size(points, "One memory as it grows (↓ lower is better)", columns=columns),
                        costs_by_size(cost, "Time (write: forward pass and value refinement included)",
                                      "milliseconds (log)")).resolve_scale(color="independent")
+
+
+def layer_profile_chart(matches, threshold: float | None = None) -> alt.Chart:
+    """Word and context match of the best entries at every layer (`Lab.layer_profile` records): where the chosen
+    entry and its runner-up part. Layer 0 is the token embeddings, which slot-free reading compares."""
+    data = pd.DataFrame([asdict(m) if is_dataclass(m) else dict(m) for m in matches])
+    if data.empty:
+        raise ValueError("no layer matches to chart")
+    data["line"] = data["entry"] + " · " + data["part"]
+    lines = alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("layer:Q", title="layer (0 = token embeddings)", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("score:Q", title="match (cosine of standardised states)", scale=alt.Scale(domain=[-0.2, 1.05])),
+        color=alt.Color("entry:N", legend=alt.Legend(orient="bottom", title=None, labelLimit=LABEL_LIMIT)),
+        strokeDash=alt.StrokeDash("part:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["entry", "part", "layer", alt.Tooltip("score:Q", format=".3f")],
+    )
+    layers = [lines]
+    if threshold is not None:
+        layers.append(alt.Chart(pd.DataFrame({"threshold": [float(threshold)]})).mark_rule(
+            color="#c0392b", strokeDash=[4, 3]).encode(y="threshold:Q"))
+    subtitle = "The memory reads layer 0" + (f"; its threshold {float(threshold):.2f} is the red line"
+                                             if threshold is not None else "")
+    return alt.layer(*layers).properties(height=260, title=alt.Title("Match by depth", subtitle=subtitle))

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from .errors import FastmemError
 from .bench import BENCH_MODES
+from .calibrate import OPERATING_POINTS
 from .retrieval import DEFAULT_MODE, MODES
 
 
@@ -60,7 +61,7 @@ def cmd_bench(args) -> int:
 
     start = time.perf_counter()
     rows, timing = run_bench(lm, suite, cal, geometry, args.experiments, args.modes, args.words, progress,
-                             typed=args.typed)
+                             typed=args.typed, point=args.operating_point)
     wall = time.perf_counter() - start
     bar.close()
     print(f"\n{lm.name}, seed {args.seed}, value steps {cal.value_steps} (post's figures for Pythia-70M in brackets)")
@@ -146,6 +147,8 @@ def main(argv=None) -> int:
                             "baselines, about 20 minutes on a 2-core CPU) run when named")
     bench.add_argument("--experiments", nargs="+", default=None)
     bench.add_argument("--words", type=int, default=None, help="test words per experiment (default: all)")
+    bench.add_argument("--operating-point", default=None, choices=OPERATING_POINTS,
+                       help="every mode at this point (default: the post's modes at post, the others at selective)")
     bench.add_argument("--typed", action="store_true",
                        help="also ask every question as people type it (10 natural forms, 8 variations)")
     bench.add_argument("--out", default=None, help="CSV file for the rows")

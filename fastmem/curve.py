@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .bench import experiment_probes
 from .calibrate import Calibration, empty_bank
-from .engine import make_entries, prompt_states
+from .engine import prompt_states, write_entries
 from .lm import FrozenLM
 from .metrics import PARAPHRASE, Sweep
 from .retrieval import KeyGeometry
@@ -23,6 +23,7 @@ class OperatingPoint:
     wrong_context: float
     lookalike: float
     plain: float
+    sibling: float = 0.0
 
 
 def operating_curve(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyGeometry, experiment: str,
@@ -31,10 +32,8 @@ def operating_curve(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyG
     test = suite.split("test")[:words] if words else suite.split("test")
     binds, sets = experiment_probes(lm, suite, exp, test, cal.seed)
     bank = empty_bank(lm, cal)
-    write = prompt_states(lm, bank, [b.write for b in binds])
-    for entry in make_entries(lm, bank, write, [b.word for b in binds], [b.context for b in binds],
-                              [b.label for b in binds], [b.write for b in binds]):
-        bank.add(entry)
+    write_entries(lm, bank, [b.write for b in binds], [b.word for b in binds], [b.context for b in binds],
+                  [b.label for b in binds])
     alpha = cal.settings(mode).alpha
     sweep = Sweep(lm, bank, geometry, mode, [(s, prompt_states(lm, bank, list(s.prompts))) for s in sets
                                              if s.metric != "write"])
@@ -43,14 +42,15 @@ def operating_curve(lm: FrozenLM, suite: Suite, cal: Calibration, geometry: KeyG
         rates = sweep.rates(alpha, t)
         para = [v for k, v in rates.items() if k.startswith(PARAPHRASE)]
         points.append(OperatingPoint(t, rates["read"], sum(para) / max(1, len(para)), rates["wrong_context"],
-                                     rates["lookalike"], rates["plain"]))
+                                     rates["lookalike"], rates["plain"], rates.get("sibling", 0.0)))
     return points
 
 
 def format_curve(points: list[OperatingPoint]) -> str:
-    lines = ["| threshold | read | paraphrases (mean) | wrong context ↓ | lookalike ↓ | plain ↓ |", "|---|---|---|---|---|---|"]
-    lines += [f"| {p.threshold:.2f} | {p.read:.3f} | {p.paraphrase:.3f} | {p.wrong_context:.3f} | {p.lookalike:.3f} "
-              f"| {p.plain:.3f} |" for p in points]
+    lines = ["| threshold | read | paraphrases (mean) | wrong context ↓ | sibling ↓ | lookalike ↓ | plain ↓ |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {p.threshold:.2f} | {p.read:.3f} | {p.paraphrase:.3f} | {p.wrong_context:.3f} | {p.sibling:.3f} "
+              f"| {p.lookalike:.3f} | {p.plain:.3f} |" for p in points]
     return "\n".join(lines)
 
 

@@ -70,6 +70,18 @@ def make_entries(lm: FrozenLM, bank: MemoryBank, states: PromptStates, words, co
             for i, (w, c, label, ids, p) in enumerate(zip(words, contexts, labels, label_ids, prompts))]
 
 
+def write_entries(lm: FrozenLM, bank: MemoryBank, prompts: list[SlottedPrompt], words, contexts, labels,
+                  value_steps: int | None = None, on_duplicate: str = "replace", states: PromptStates | None = None,
+                  progress=None) -> list[str]:
+    """The one way bindings enter a memory (`Lab.write`, the benchmark, calibration): one batched forward pass
+    over the write prompts (or their `states`, already run), the entries made from it, and each added;
+    returns each row's status (added, replaced, kept)."""
+    if states is None:
+        states = prompt_states(lm, bank, list(prompts), progress=progress)
+    entries = make_entries(lm, bank, states, list(words), list(contexts), list(labels), list(prompts), value_steps)
+    return [bank.add(entry, on_duplicate) for entry in entries]
+
+
 @dataclass(frozen=True)
 class Answer:
     base_logits: torch.Tensor  # [N, V] plain model
@@ -102,7 +114,7 @@ def answer(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, states: Prompt
 
 
 def lookup(lm: FrozenLM, mode: str, states: PromptStates, bank: MemoryBank, geometry: KeyGeometry, contexts,
-           threshold: float | None) -> Retrieved:
+           threshold: float | None, gate: bool = True) -> Retrieved:
     """Retrieval for any mode: the codebook's scores need the model (its entry keys are forward passes)."""
     query = QueryKeys.from_states(states, bank, contexts)
     scores = codebook_scores(lm, bank, states) if mode == CODEBOOK and len(bank) else None
@@ -112,7 +124,7 @@ def lookup(lm: FrozenLM, mode: str, states: PromptStates, bank: MemoryBank, geom
             raise SettingsError(f"Mode {mode} needs the questions' tokens (FrozenLM.states).")
         spans = span_match(lm, bank, geometry, states.question)
         scores = spans.score
-    return retrieve(mode, query, bank, geometry, threshold, scores, spans)
+    return retrieve(mode, query, bank, geometry, threshold, scores, spans, gate)
 
 
 def inject(base_logits: torch.Tensor, delta_logits: torch.Tensor, on: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -42,7 +42,7 @@ def run_experiment(lab, suite: Suite, experiment: str, n_words: int, mode: str) 
         s = lab.calibration.settings(mode)
         got = answer(lab.lm, scratch, lab.geometry, states, list(reads.contexts), mode, s.alpha, s.threshold)
         labels = LabelIndex.of(scratch)
-        answers = read_answers(lab.lm, scratch, reads, got, s.alpha, labels)
+        answers = read_answers(lab.lm, scratch, reads, got, s.alpha)
         hits = hit_mask(reads, answers.ids, answers.base_ids, labels, lab.lm)
         for i, w in enumerate(good):
             scores, chosen = got.retrieved.scores[i], int(got.retrieved.chosen[i])

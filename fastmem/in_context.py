@@ -25,7 +25,7 @@ from .errors import SettingsError
 from .lm import FrozenLM
 from .memory import MemoryBank, MemoryEntry
 from .prompts import SlottedPrompt
-from .readout import Readout, read_out
+from .readout import Readout, answers
 
 IN_CONTEXT_MODES = ("in_context_all", "in_context_word")
 DEMO = ("In game Q, florp means bicycle.", "Question: in game Q, what is florp? Answer: bicycle")  # no suite's words
@@ -140,10 +140,11 @@ def on_cached_statements(lm: FrozenLM, cache, n_prefix: int, questions: list[tup
 
 def in_context_readout(lm: FrozenLM, bank: MemoryBank, mode: str, prompts: list[SlottedPrompt],
                        base_first: torch.Tensor, in_play) -> tuple[Readout, list[int]]:
-    """Greedy answers with the statements in the prompt, as long as the longest label in play (`readout`),
+    """Greedy answers with the statements in the prompt, as long as the longest label in play,
     and each prompt's length in tokens. `base_first` [N]: the plain model's first answer tokens."""
     built = build_prompts(lm, bank, mode, prompts)
     first = lm.logits(final_states(lm, built)).argmax(-1) if built else torch.zeros(0, dtype=torch.long)
     nothing = torch.full((len(prompts),), -1, dtype=torch.long)
-    readout = read_out(lm, bank, prompts, first, base_first, nothing, 0.0, in_play, rows=[p.ids for p in built])
+    longest = max((len(tuple(x)) for x in in_play), default=1)  # no entry is injected: read every label in play
+    readout = answers(lm, bank, [p.ids for p in built], first, base_first, nothing, 0.0, longest)
     return readout, [len(p) for p in built]

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .calibrate import Calibration, empty_bank, load_or_calibrate
-from .decode import greedy
-from .engine import answer, check_alpha, head_bias, make_entries, prompt_states
+from .engine import answer, check_alpha, head_bias, prompt_states, write_entries
 from .explain import Found, explain, found_in
 from .fields import (MAX_CONTEXT, MAX_LABEL, MAX_QUESTION, MAX_WORD, check_count, check_steps,  # noqa: F401
                      clean_field)
@@ -21,9 +20,9 @@ from .errors import BindingError, FastmemError, LabelError, MemoryFileError, Set
 from .lm import EncodedPrompt, FrozenLM
 from .memory import MemoryBank
 from .prompts import SlottedPrompt, render, statement_prompt, template_fields
-from .readout import tail_corrections
+from .readout import answers, decoded
 from .retrieval import DEFAULT_MODE, MODES, NEEDS_PROJECTOR, KeyGeometry, check_mode, check_threshold
-from .suite import Suite, load_suite
+from .suite import Suite, bindings, load_suite
 from .suite_library import PHRASINGS
 from .values import correction_vector
 
@@ -66,6 +65,7 @@ class AskResult:
 class Lab:
     def __init__(self, lm: FrozenLM, calibration: Calibration, geometry: KeyGeometry, suite: Suite | None = None):
         self.lm, self.calibration, self.geometry = lm, calibration, geometry
+        self._layer_stats = None  # reference statistics for `layer_profile`, made on first use
         self.suite = suite or load_suite()
         self.question_forms = question_forms(self.suite)
         # statement forms a user can pick (the label follows each); any other form works through `write`
@@ -187,11 +187,11 @@ class Lab:
                 results[g[0]] = WriteResult(g[1], g[2], g[3], "error",
                                             f"'{g[1]}' in '{g[2]}' appears again later in this batch; that row is used.")
         if batch:
-            states = prompt_states(self.lm, bank, [g[4] for g in batch], progress=progress)
-            entries = make_entries(self.lm, bank, states, [g[1] for g in batch], [g[2] for g in batch],
-                                   [g[3] for g in batch], [g[4] for g in batch], value_steps)
-            for g, entry in zip(batch, entries):
-                results[g[0]] = WriteResult(g[1], g[2], g[3], bank.add(entry, on_duplicate))
+            statuses = write_entries(self.lm, bank, [g[4] for g in batch], [g[1] for g in batch],
+                                     [g[2] for g in batch], [g[3] for g in batch], value_steps, on_duplicate,
+                                     progress=progress)
+            for g, status in zip(batch, statuses):
+                results[g[0]] = WriteResult(g[1], g[2], g[3], status)
         return results  # type: ignore[return-value]
 
     # -- questions ----------------------------------------------------------------------------
@@ -220,13 +220,14 @@ class Lab:
         return key_question(text, self.question_forms, word, context)
 
     def ask(self, bank: MemoryBank, prompt: SlottedPrompt, mode: str = DEFAULT_MODE, alpha: float | None = None,
-            threshold: float | None = "default", max_new_tokens: int = 0) -> AskResult:
-        """Answer one question with and without memory, with everything needed to explain it."""
+            threshold: float | None = "default", max_new_tokens: int = 0, point: str | None = None) -> AskResult:
+        """Answer one question with and without memory, with everything needed to explain it. Alpha and the
+        threshold default to the mode's calibrated settings at `point` (default: the mode's own)."""
         self.check_memory(bank)
         if not isinstance(prompt, SlottedPrompt):
             raise BindingError(f"Ask with a question from parse_question or question, not {type(prompt).__name__}.")
         check_mode(mode)
-        defaults = self.calibration.settings(mode)
+        defaults = self.calibration.settings(mode, point)
         alpha = check_alpha(defaults.alpha if alpha is None else alpha)
         threshold = defaults.threshold if isinstance(threshold, str) and threshold == "default" \
             else check_threshold(threshold)
@@ -244,8 +245,8 @@ class Lab:
         source = int(r.injected[0])  # the chosen entry, or (shuffled control) the entry whose values are used
         values = bank.entries[source].values if source >= 0 else torch.zeros(1, bank.hidden_size)
         # as many tokens as the injected label, each with its own correction; the plain answer as long
-        mem, base = greedy(self.lm, [encoded.ids] * 2, [int(got.ids[0]), int(got.base_ids[0])], len(values) - 1,
-                           tail_corrections(bank, torch.tensor([source, -1]), len(values) - 1), alpha)
+        said = answers(self.lm, bank, [encoded.ids], got.ids, got.base_ids, r.injected, alpha)
+        mem, base = decoded(said.ids[0]), decoded(said.base_ids[0])
         decode = self.lm.tokenizer.decode
         result = AskResult(prompt, encoded, mode, alpha, threshold, r.scores[0], chosen, best, reason,
                            got.base_logits[0], got.logits[0], r.values[0], decode(base), decode(mem),
@@ -314,6 +315,33 @@ class Lab:
             lens = v @ W.T
             out[n] = int((lens > lens[e.label_id]).sum()) + 1
         return out
+
+    def layer_profile(self, bank: MemoryBank, result: AskResult) -> list:
+        """The word and context match, at every layer, of the entries slot-free reading found best for this
+        answer (`fastmem.depth`): where the chosen entry and its runner-up part."""
+        from .charts import entry_label
+        from .depth import layer_profile, layer_statistics
+
+        self.check_memory(bank)
+        if not result.found:
+            return []
+        if self._layer_stats is None:  # reference states: training questions of the suite, once per Lab
+            reads = [b.read for e in self.suite.train_experiments for b in bindings(e, self.suite.split("train")[:24])]
+            self._layer_stats = layer_statistics(self.lm, reads)
+        out = []
+        for index, f in result.found.items():
+            e = bank.entries[index]
+            statement = SlottedPrompt(e.write_text, e.word_span, e.context_span, e.context)
+            out += layer_profile(self.lm, self._layer_stats, list(result.encoded.ids),
+                                 {"word": f.word_tokens, "context": f.context_tokens}, statement,
+                                 entry_label(e.word, e.context, e.label))
+        return out
+
+    def propose_statement(self, statement: str):
+        """A first guess at a typed statement's word, context and label (`fastmem.propose`), to correct."""
+        from .propose import propose
+
+        return propose(self.lm, clean_field("statement", statement, MAX_QUESTION))
 
     def correction_tokens(self, value: torch.Tensor, k: int = 10) -> list[tuple[str, float]]:
         """Tokens the correction promotes most: W_U @ v, logit-lens style."""

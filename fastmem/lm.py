@@ -100,6 +100,7 @@ class FrozenLM:
         self.hidden_size = int(model.get_output_embeddings().weight.shape[1])
         self.device = next(model.parameters()).device
         self._label_ids: dict[str, tuple[int, ...]] = {}  # label text -> token ids (the tokenizer never changes)
+        self._encoded: dict[SlottedPrompt, EncodedPrompt] = {}  # the same prompts are encoded again and again
 
     @classmethod
     def load(cls, spec: str, device: str = "auto") -> "FrozenLM":
@@ -137,6 +138,16 @@ class FrozenLM:
         return [self.tokenizer.decode([int(i)]) for i in ids]
 
     def encode(self, prompt: SlottedPrompt) -> EncodedPrompt:
+        got = self._encoded.get(prompt)
+        if got is None:
+            got = self._encode(prompt)
+            if len(self._encoded) >= 200_000:  # bounded: a long-running app forgets the oldest half
+                for key in list(self._encoded)[:100_000]:
+                    self._encoded.pop(key, None)
+            self._encoded[prompt] = got
+        return got
+
+    def _encode(self, prompt: SlottedPrompt) -> EncodedPrompt:
         """Token ids and slot positions. A slot at the very start is read after a space and after the
         tokenizer's start (or end) of text token, as it is anywhere else: `dax in game A means` and `what is
         dax in game A?` then share the token ` dax`, and ` dax` is not the first position, whose states

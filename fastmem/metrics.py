@@ -132,8 +132,9 @@ class _Reader:
 
 class Sweep:
     """Rates of several probe sets as alpha and the threshold move, retrieving once per set: the plain logits
-    and each retrieved value's logit change are kept, and every (alpha, threshold) is one injection
-    (calibration chooses with it on dev probes, `curve` draws test probes with it)."""
+    and each retrieved value's logit change are kept, and every (alpha, threshold) is one injection through
+    the same gate (`retrieval.passes`) and answer rule (`readout.answers`) as a single question (calibration
+    chooses with it on dev probes, `curve` draws test probes with it)."""
 
     def __init__(self, lm, bank: MemoryBank, geometry, mode: str, sets):
         from .engine import lookup
@@ -144,22 +145,21 @@ class Sweep:
         for probes, states in sets:
             if not len(probes):
                 continue
-            got = lookup(lm, mode, states, bank, geometry, probes.contexts, None)
+            got = lookup(lm, mode, states, bank, geometry, probes.contexts, None, gate=False)
             base = lm.logits(states.final)
-            self.scored.append((probes, got, base, got.values @ unembedding.T))
+            rows = [lm.encode(p).ids for p in probes.prompts]
+            self.scored.append((probes, got, base, got.values @ unembedding.T, rows))
 
     def rates(self, alpha: float, threshold: float | None) -> dict[str, float]:
         from .engine import inject
-        from .readout import read_out
+        from .readout import answers, decode_length
+        from .retrieval import passes
 
         out = {}
-        for probes, got, base, delta in self.scored:
-            on = got.chosen >= 0
-            if threshold is not None:
-                on = on & (got.best >= threshold)
+        for probes, got, base, delta, rows in self.scored:
+            on = (got.chosen >= 0) & passes(got.best, threshold)
             ids = inject(base, delta, on, alpha).argmax(-1)
-            answers = read_out(self.lm, self.bank, probes.prompts, ids, base.argmax(-1),
-                               got.injected.masked_fill(~on, -1), alpha, self.labels.in_play(probes, self.lm.label_tokens))
-            out[probes.metric] = hit_mask(probes, answers.ids, answers.base_ids, self.labels,
-                                          self.lm).float().mean().item()
+            said = answers(self.lm, self.bank, rows, ids, base.argmax(-1), got.injected.masked_fill(~on, -1), alpha,
+                           decode_length(probes.metric))
+            out[probes.metric] = hit_mask(probes, said.ids, said.base_ids, self.labels, self.lm).float().mean().item()
         return out

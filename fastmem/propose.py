@@ -54,8 +54,10 @@ def propose(lm, statement: str) -> Proposal:
     words = word_surprisal(lm, text) if text else []
     if not words:
         return Proposal(None, None, None, ())
-    content = [w for w in words if not re.fullmatch(PREPOSITION + r"|the|a|an", w[0], re.IGNORECASE)]
-    word, at, _ = max(content or words, key=lambda w: w[2])
+    content = [w for w in words if not re.fullmatch(rf"(?:{PREPOSITION}|{MEANING}|the|a|an)", w[0], re.IGNORECASE)]
+    cues = list(re.finditer(rf"(?<!\w)(?:{MEANING})(?!\w)", text, re.IGNORECASE))
+    before = [w for w in content if cues and w[1] < cues[-1].start()]  # the word comes before what it means
+    word, at, _ = max(before or content or words, key=lambda w: w[2])
     after = text[at + len(word):]
     label = None
     cues = list(re.finditer(rf"(?<!\w)(?:{MEANING})(?!\w)", after, re.IGNORECASE))

@@ -1,9 +1,9 @@
-"""Answers as token sequences, so that labels of several tokens can be scored.
+"""Answers as token sequences, by the one rule the app, the benchmark and the calibration share.
 
-The first answer token comes from one batched forward pass (`engine.answer`). Later tokens are decoded
-only where they can change a verdict: rows whose injected entry has a multi-token label, and rows whose
-first token starts some multi-token label in play. Everywhere else the answer after the first token is
-the plain model's on both sides, so one token decides. With one-token labels only, nothing is decoded.
+The first answer token comes from one batched forward pass (`engine.answer`). An answer is as long as the
+label of the entry injected into it (one token when none was), and the plain answer as long: what `Lab.ask`
+shows. Later tokens are decoded only for rows whose injected label has several tokens; with one-token labels
+nothing is decoded.
 """
 from __future__ import annotations
 
@@ -38,36 +38,31 @@ def tail_corrections(bank: MemoryBank, chosen: torch.Tensor, steps: int) -> torc
     return out
 
 
-def read_out(lm, bank: MemoryBank, prompts, first: torch.Tensor, base_first: torch.Tensor, chosen: torch.Tensor,
-             alpha: float, in_play, rows: list[list[int]] | None = None, length: int = 1) -> Readout:
-    """Greedy answers long enough to hold the longest label sequence `in_play` (the targets and the
-    memory's labels). `first`/`base_first` [N]: first tokens with and without memory; `chosen` [N]: the
-    entry whose values were injected per row (-1: none); `rows`: the token rows `first` came from, when
-    they are not the prompts' own (the in-context baselines); `length`: decode every row at least this far
-    (a rule that looks past the first tokens)."""
-    in_play = [tuple(s) for s in in_play]
-    longest = max([len(s) for s in in_play] + [length])
-    ids = torch.full((len(first), longest), PAD, dtype=torch.long)
-    base = torch.full((len(first), longest), PAD, dtype=torch.long)
+def answers(lm, bank: MemoryBank, rows: list[list[int]], first: torch.Tensor, base_first: torch.Tensor,
+            injected: torch.Tensor, alpha: float, length: int | None = None) -> Readout:
+    """Greedy answers by the app's rule (`Lab.ask`): each row as long as the label of the entry whose values it
+    got (one token where none was injected), the label's later corrections added step by step; the plain
+    answer as long. `rows`: each question's token ids; `first`/`base_first` [N]: the first answer tokens with and
+    without memory; `injected` [N]: the entry per row, -1 for none. `length`: every row decoded to this many
+    tokens instead (a rule that reads past the label: the chat turn; the in-context baselines)."""
+    n = len(first)
+    sizes = [length if length else (len(bank.entries[e].label_ids) if e >= 0 else 1) for e in injected.tolist()]
+    longest = max(sizes, default=1)
+    ids = torch.full((n, longest), PAD, dtype=torch.long)
+    base = torch.full((n, longest), PAD, dtype=torch.long)
     ids[:, 0], base[:, 0] = first, base_first
-    if longest == 1 or not len(first):
+    at = [i for i in range(n) if sizes[i] > 1]
+    if not at:
         return Readout(ids, base)
-    starts = torch.tensor(sorted({s[0] for s in in_play if len(s) > 1}), dtype=torch.long)
-    has_tail = torch.tensor([c >= 0 and bool(bank.entries[c].tail_ids) for c in chosen.tolist()], dtype=torch.bool)
-    mem_rows = (has_tail & (alpha != 0.0)) | torch.isin(first, starts) | (length > 1)
-    base_rows = torch.isin(base_first, starts) | (mem_rows & (first == base_first)) | (length > 1)
-    mem_at, base_at = mem_rows.nonzero().flatten().tolist(), base_rows.nonzero().flatten().tolist()
-    if not mem_at and not base_at:
-        return Readout(ids, base)
-    steps = longest - 1
-    tokens = [rows[i] if rows is not None else lm.encode(prompts[i]).ids for i in mem_at] + [
-        lm.encode(prompts[i]).ids for i in base_at]
-    corrections = torch.cat([tail_corrections(bank, chosen[mem_at], steps), torch.zeros(len(base_at), steps,
-                                                                                      bank.hidden_size)])
-    answers = greedy(lm, tokens, [int(first[i]) for i in mem_at] + [int(base_first[i]) for i in base_at], steps,
-                     corrections, alpha)
-    for (target, i), answer in zip([(ids, i) for i in mem_at] + [(base, i) for i in base_at], answers):
-        target[i, :len(answer)] = torch.tensor(answer[:longest], dtype=torch.long)
+    steps = max(sizes[i] for i in at) - 1
+    corrections = torch.cat([tail_corrections(bank, injected[at], steps), torch.zeros(len(at), steps,
+                                                                                     bank.hidden_size)])
+    decoded_rows = greedy(lm, [rows[i] for i in at] * 2, [int(first[i]) for i in at] + [int(base_first[i]) for i in at],
+                          steps, corrections, alpha)
+    for k, i in enumerate(at):
+        mem, plain = decoded_rows[k][:sizes[i]], decoded_rows[len(at) + k][:sizes[i]]
+        ids[i, :len(mem)] = torch.tensor(mem, dtype=torch.long)
+        base[i, :len(plain)] = torch.tensor(plain, dtype=torch.long)
     return Readout(ids, base)
 
 
@@ -75,13 +70,17 @@ def starts_with(row: list[int], label: tuple[int, ...]) -> bool:
     return len(row) >= len(label) and tuple(row[:len(label)]) == label
 
 
-def read_answers(lm, bank: MemoryBank, probes, got, alpha: float, labels) -> Readout:
-    """The readout of an `engine.Answer` to a probe set (`metrics.ProbeSet`), for its metric's rule."""
+def read_answers(lm, bank: MemoryBank, probes, got, alpha: float) -> Readout:
+    """The answers of an `engine.Answer` to a probe set (`metrics.ProbeSet`), as the app gives them."""
+    return answers(lm, bank, [lm.encode(p).ids for p in probes.prompts], got.ids, got.base_ids,
+                   got.retrieved.injected, alpha, decode_length(probes.metric))
+
+
+def decode_length(metric: str) -> int | None:
+    """How far a metric's rule reads: past the label only for the chat turn's `label_within`."""
     from .metrics import WITHIN_TOKENS, rule
 
-    return read_out(lm, bank, probes.prompts, got.ids, got.base_ids, got.retrieved.injected, alpha,
-                    labels.in_play(probes, lm.label_tokens),
-                    length=WITHIN_TOKENS if rule(probes.metric) == "label_within" else 1)
+    return WITHIN_TOKENS if rule(metric) == "label_within" else None
 
 
 def decoded(ids: torch.Tensor) -> list[int]:

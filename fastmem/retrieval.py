@@ -178,10 +178,18 @@ def score_entries(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGe
     return scores
 
 
+def passes(best: torch.Tensor, threshold: float | None) -> torch.Tensor:
+    """The one threshold gate (retrieval, calibration sweeps, curves): a score at least the threshold; with the
+    threshold off, a score above 0, so a question that matches nothing never gets an entry."""
+    return torch.isfinite(best) & (best > 0 if threshold is None else best >= threshold)
+
+
 def retrieve(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGeometry,
-             threshold: float | None = None, scores: torch.Tensor | None = None, spans=None) -> Retrieved:
+             threshold: float | None = None, scores: torch.Tensor | None = None, spans=None,
+             gate: bool = True) -> Retrieved:
     """Top-1 entry per question and the value to inject. `scores` [N, M]: similarities computed outside
-    (mode codebook, `engine.lookup`), else scored here; `spans` (slot-free reading, `spans.SpanMatch`)."""
+    (mode codebook, `engine.lookup`), else scored here; `spans` (slot-free reading, `spans.SpanMatch`).
+    `gate=False` keeps every top-1 with a finite score (a sweep applies `passes` per threshold itself)."""
     threshold = check_threshold(threshold)
     rank = None
     if spans is not None:  # rank by both matches (product), gate by the weaker
@@ -203,9 +211,7 @@ def retrieve(mode: str, query: QueryKeys, bank: MemoryBank, geometry: KeyGeometr
     else:
         chosen = rank.masked_fill(~enabled, -1.0).argmax(dim=1)
         best = scores.gather(1, chosen.unsqueeze(1)).squeeze(1)
-    # Threshold off = top-1 among positive scores: a score of 0 (or less) never injects.
-    off = (best <= 0) | torch.isinf(best) if threshold is None else (best < threshold) | torch.isinf(best)
-    chosen = chosen.masked_fill(off, -1)
+    chosen = chosen.masked_fill(~(passes(best, threshold) if gate else torch.isfinite(best)), -1)
     values = bank.stacked()["value"]
     if mode == "average":  # mean of every value bound to the retrieved entry's word
         word_ids, _ = bank.cached("word_ids", lambda _: _ids([e.word for e in bank.entries]))

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 ARTICLE = re.compile(r"^(the|a|an)\s+(?=\S)", re.IGNORECASE)
 MAX_FORM_TOKENS = 16  # a word or context of more tokens is matched on its first 16
 SHORTLIST_ABOVE, SHORTLIST_KEEP = 2048, 256  # large memories: exact spans only for the best upper bounds
-QUESTION_CHUNK = 16
+WORK_PER_CHUNK = 4_000_000  # questions x tokens x forms scored at once (bounded memory, few Python rounds)
 
 
 def surface_forms(text: str, kind: str) -> list[str]:
@@ -131,8 +131,17 @@ class FormTable:
     keys: torch.Tensor  # [u, d] unit, standardised layer-0 keys
     forms: torch.Tensor  # [F, L] long indices into keys; -1 past a form's end
     lengths: torch.Tensor  # [F]
-    owner: torch.Tensor  # [F] the word (or context) each form belongs to
+    owner: torch.Tensor  # [F] the word (or context) each form belongs to; an owner's forms are consecutive
     n_owners: int
+
+    def of_owners(self, owners: torch.Tensor) -> "FormTable":
+        """The forms of some owners only, renumbered 0..len(owners)-1 in the given order."""
+        counts = torch.bincount(self.owner, minlength=self.n_owners)
+        starts = counts.cumsum(0) - counts
+        c = counts[owners]
+        rows = torch.repeat_interleave(starts[owners] - (c.cumsum(0) - c), c) + torch.arange(int(c.sum()))
+        return FormTable(self.keys, self.forms[rows], self.lengths[rows],
+                         torch.repeat_interleave(torch.arange(len(owners)), c), len(owners))
 
 
 def form_table(token_forms: list[list[tuple[int, ...]]], embed) -> FormTable:
@@ -205,32 +214,54 @@ def match(question: QuestionTokens, q_keys: torch.Tensor, forms: "EntryForms") -
     span_w, span_c = torch.full((n, m, 2), -1, dtype=torch.long), torch.full((n, m, 2), -1, dtype=torch.long)
     if m == 0 or t == 0:
         return SpanMatch(out_w, out_c, span_w, span_c)
-    for lo in range(0, n, QUESTION_CHUNK):
-        part = slice(lo, lo + QUESTION_CHUNK)
+    large = max(words.n_owners, contexts.n_owners) > SHORTLIST_ABOVE
+    widest = min(max(len(words.owner), len(contexts.owner)), SHORTLIST_KEEP * 16 if large else 10 ** 12)
+    chunk = 1 if large else max(1, min(n, WORK_PER_CHUNK // max(1, t * widest)))
+    for lo in range(0, n, chunk):
+        part = slice(lo, lo + chunk)
         q, searched = q_keys[part], question.searched[part]
         starts, ends = question.can_start[part] & searched, question.can_end[part] & searched
-        w = _best_per_owner(q @ words.keys.T, words, starts, ends, question.word_area[part] & searched)
-        c = _best_per_owner(q @ contexts.keys.T, contexts, starts, ends, question.context_area[part] & searched)
-        ws, wstart, wlen = (x[:, word_of] for x in w)
-        cs, cstart, clen = c
-        cs, cstart, clen = cs[:, context_of], cstart[:, context_of], clen[:, context_of]
-        # the context's span may not overlap the word's: where it does, look again outside the word
-        overlap = (cstart <= wstart + wlen - 1) & (wstart <= cstart + clen - 1) & (ws > -1) & (cs > -1)
-        if overlap.any():
-            rows, cols = overlap.nonzero(as_tuple=True)
-            for r, col in zip(rows.tolist(), cols.tolist()):
-                area = question.context_area[lo + r] & searched[r]
-                area = area.clone()
-                area[wstart[r, col]:wstart[r, col] + wlen[r, col]] = False
-                got = _best_per_owner((q[r:r + 1] @ contexts.keys.T), contexts, starts[r:r + 1], ends[r:r + 1],
-                                      area.unsqueeze(0))
-                j = int(context_of[col])
-                cs[r, col], cstart[r, col], clen[r, col] = got[0][0, j], got[1][0, j], got[2][0, j]
+        word_area, context_area = question.word_area[part] & searched, question.context_area[part] & searched
+        ws, wstart, wlen = (x[:, word_of] for x in _owners(q @ words.keys.T, words, starts, ends, word_area))
+        c_sims = q @ contexts.keys.T
+        cs, cstart, clen = (x[:, context_of] for x in _owners(c_sims, contexts, starts, ends, context_area))
+        # the context's span may not overlap the word's: where it does (for a word actually found), look again
+        # outside the word, once per question and word span
+        overlap = (cstart <= wstart + wlen - 1) & (wstart <= cstart + clen - 1) & (ws > 0) & (cs > 0)
+        redo: dict[tuple[int, int, int], list[int]] = {}
+        for r, col in zip(*(x.tolist() for x in overlap.nonzero(as_tuple=True))):
+            redo.setdefault((r, int(wstart[r, col]), int(wlen[r, col])), []).append(col)
+        for (r, first, length), cols in redo.items():
+            area = context_area[r].clone()
+            area[first:first + length] = False
+            got = _owners(c_sims[r:r + 1], contexts, starts[r:r + 1], ends[r:r + 1], area.unsqueeze(0))
+            j = context_of[cols]
+            cs[r, cols], cstart[r, cols], clen[r, cols] = got[0][0, j], got[1][0, j], got[2][0, j]
         pos = question.positions[part]
         out_w[part], out_c[part] = ws, cs
         span_w[part] = _spans(pos, wstart, wlen, ws)
         span_c[part] = _spans(pos, cstart, clen, cs)
     return SpanMatch(out_w, out_c, span_w, span_c)
+
+
+def _owners(sims, table: FormTable, starts, ends, area):
+    """(score, start, length) [n, owners] of each owner's best form; for a large table, exactly only for the
+    SHORTLIST_KEEP owners whose forms could score best (an upper bound that ignores order and word
+    boundaries), the rest -1 (`match` then passes them over)."""
+    if table.n_owners <= SHORTLIST_ABOVE:
+        return _best_per_owner(sims, table, starts, ends, area)
+    n = sims.shape[0]
+    score = torch.full((n, table.n_owners), -1.0)
+    start = torch.zeros(n, table.n_owners, dtype=torch.long)
+    length = torch.ones(n, table.n_owners, dtype=torch.long)
+    for r in range(n):
+        best_at = sims[r].masked_fill(~area[r].unsqueeze(-1), -1.0).max(0).values  # [u] best any position offers
+        per_token = best_at[table.forms.clamp(min=0)].masked_fill(table.forms < 0, 2.0)  # [F, L]
+        bound = torch.full((table.n_owners,), -2.0).scatter_reduce(0, table.owner, per_token.min(1).values, "amax")
+        keep = bound.topk(min(SHORTLIST_KEEP, table.n_owners)).indices
+        got = _best_per_owner(sims[r:r + 1], table.of_owners(keep), starts[r:r + 1], ends[r:r + 1], area[r:r + 1])
+        score[r, keep], start[r, keep], length[r, keep] = got[0][0], got[1][0], got[2][0]
+    return score, start, length
 
 
 def _best_per_owner(sims, table: FormTable, starts, ends, area):

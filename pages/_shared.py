@@ -121,9 +121,9 @@ def sidebar(lab: Lab | None) -> None:
         else:
             st.warning(f"Memory of {bank.model_name} ({len(bank)} entries), kept; not usable with {lab.lm.name}.")
         cal = lab.calibration
-        st.caption(f"{lab.lm.name}: {lab.lm.n_layers} layers, d={lab.lm.hidden_size}; token keys (token_match) at "
-                   f"layer {cal.token_layer}; word keys at layer {cal.key_layer}, symbol {cal.symbol_layer}, "
-                   f"context {cal.context_layer}.")
+        st.caption(f"{lab.lm.name}: {lab.lm.n_layers} layers, d={lab.lm.hidden_size}; span_match (the default) "
+                   f"reads layer 0, token_match layer {cal.token_layer}; word keys at layer {cal.key_layer}, "
+                   f"symbol {cal.symbol_layer}, context {cal.context_layer}.")
 
 
 def model_picker() -> None:
@@ -141,16 +141,27 @@ def vis(token: str) -> str:
     return token.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅"
 
 
-def token_html(encoded) -> str:
-    """Prompt tokens as chips; word tokens, context tokens and the answer position highlighted."""
+def token_html(encoded, found=None) -> str:
+    """Prompt tokens as chips; word tokens, context tokens and the answer position highlighted. `found`
+    (`fastmem.explain.Found`): where slot-free reading found the best entry's word and context, with scores;
+    without it, the question's slots."""
+    def span(tokens):
+        return set(range(tokens[0], tokens[1] + 1)) if tokens else set()
+
+    if found is not None:
+        word, context = span(found.word_tokens), span(found.context_tokens)
+        word_note, context_note = f"word, match {found.word_score:.2f}", f"context, match {found.context_score:.2f}"
+    else:
+        word, context = set(encoded.word_positions), set(encoded.context_positions)
+        word_note, context_note = "word", "context"
     chips = []
     for i, tok in enumerate(encoded.tokens):
         style = "background:#eef0f6;"
         title = f"token {i}"
-        if i in encoded.word_positions:
-            style, title = "background:#ffe08a;font-weight:600;", f"token {i}: word"
-        elif i in encoded.context_positions:
-            style, title = "background:#cfe3ff;", f"token {i}: context"
+        if i in word:
+            style, title = "background:#ffe08a;font-weight:600;", f"token {i}: {word_note}"
+        elif i in context:
+            style, title = "background:#cfe3ff;", f"token {i}: {context_note}"
         if i == encoded.answer_position:
             style += "outline:2px solid #2e9d5b;"
             title += " · answer position"

@@ -10,8 +10,8 @@ import streamlit as st
 
 from fastmem import DEFAULT_MODE, MODES, FastmemError
 from fastmem import charts
-from fastmem.keying import LAST_WORD
-from fastmem.retrieval import NEEDS_PROJECTOR
+from fastmem.keying import LAST_WORD, MARKED
+from fastmem.retrieval import NEEDS_PROJECTOR, SPAN_MODES
 from fastmem.share import ShareView
 from pages._shared import page_lab, require_bank, token_html, vis
 
@@ -60,6 +60,13 @@ def keyed_bank(layer: int):
     return rekeyed
 
 
+def found_line(f) -> str:
+    """Where the best entry's word and context were found, in one line."""
+    word = f"word '{f.word_text}' ({f.word_score:.2f})" if f.word_text else "no word span"
+    context = f"context '{f.context_text}' ({f.context_score:.2f})" if f.context_text else "no context span"
+    return f"Found in the question (yellow, blue): {word}, {context}; 1.00 is the same tokens."
+
+
 def show_reason(r) -> None:
     """The reason in plain words, prominently: green when a correction was injected, blue when not."""
     if r.chosen >= 0:
@@ -78,19 +85,22 @@ def inspector():
         state.setdefault(key, value)  # defaults set once here, so the widgets below take no `value`
     state["more_q"] = [q for q in state.get("more_q", []) if q in generated]
     question = st.text_input("Question", key="question",
-                             help="Any phrasing: a known form is keyed by itself; otherwise mark the word and "
-                                  "the context below (the context may come before or after the word).")
+                             help="Type it as you would say it: the default mode (span_match) looks for every "
+                                  "written word and context anywhere in it. Marks below override that search.")
     keyed = None
     try:
         keyed = lab.key_question(question, state.get("mark_word") or None, state.get("mark_context") or None)
     except FastmemError:
         pass  # the same error is shown below, where the question is asked
-    unknown_form = keyed is not None and keyed.rule == LAST_WORD and len(bank) > 0
+    slot_free = state.get("mode", DEFAULT_MODE) in SPAN_MODES
+    unknown_form = keyed is not None and keyed.rule == LAST_WORD and len(bank) > 0 and not slot_free
     with st.expander("Mark the word and context yourself (optional)", expanded=unknown_form):
         c1, c2 = st.columns(2)
         mark_word = c1.text_input("Word in the question", key="mark_word")
         mark_context = c2.text_input("Context in the question", key="mark_context")
-    if keyed is not None:
+    if keyed is not None and slot_free and keyed.rule != MARKED:
+        st.caption("Read as typed: the memory looks for every written word and context anywhere in the question.")
+    elif keyed is not None:
         (st.warning if unknown_form else st.caption)(keyed.describe())
     more = st.multiselect("Also ask (questions generated from the memory's bindings)", generated, key="more_q")
 
@@ -135,7 +145,10 @@ def inspector():
     entries = [charts.entry_label(e.word, e.context, e.label) for e in use_bank.entries]
     off = [i for i in range(len(use_bank)) if not use_bank.is_enabled(i)]
 
-    st.markdown(token_html(r.encoded), unsafe_allow_html=True)
+    top = next(iter(r.found.values())) if r.found else None
+    st.markdown(token_html(r.encoded, top), unsafe_allow_html=True)
+    if top is not None:
+        st.caption(found_line(top))
     a, b = st.columns(2)
     a.metric("Answer without memory", vis(r.base_answer))
     b.metric("Answer with memory", vis(r.answer))
@@ -189,6 +202,19 @@ def inspector():
     with t3.container(key="after_box"):
         st.altair_chart(charts.token_bars(lab.top_tokens(r.logits, 8), "Next token after", "#e67e22"),
                         width="stretch")
+
+    if r.found:
+        with st.container(key="depth_box"):
+            profile_key = (r.prompt, tuple(sorted(r.found)), tuple(e.slot for e in use_bank.entries))
+            cache = state.setdefault("_layer_profiles", {})
+            if profile_key not in cache:
+                cache.clear()
+                cache[profile_key] = lab.layer_profile(use_bank, r)
+            if cache[profile_key]:
+                st.altair_chart(charts.layer_profile_chart(cache[profile_key], r.threshold), width="stretch")
+                st.caption("How well each entry's word and context match the spans found in the question, layer "
+                           "by layer: siblings (level 4 / level 1) and look-alikes (flicket / blicket) part at layer "
+                           "0 and drift together deeper in, which is why slot-free reading compares layer 0.")
 
     view = ShareView(mode=r.mode, alpha=float(alpha), threshold=threshold, question=question,
                      mark_word=mark_word, mark_context=mark_context)

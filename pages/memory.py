@@ -39,6 +39,20 @@ def write_statement(statement, word, context, label, on_duplicate):
     st.session_state["write_report"] = report_rows([result])
 
 
+def propose_parts() -> None:
+    """Fill the word, context and label fields with the model's guess for the typed statement (a callback:
+    it runs before the fields are drawn, so they show the guess)."""
+    state = st.session_state
+    try:
+        proposal = lab.propose_statement(state.get("free_statement", ""))
+    except FastmemError:
+        state["free_proposal"] = None
+        return
+    state["free_proposal"] = proposal
+    state["free_word"], state["free_context"], state["free_label"] = (
+        proposal.word or "", proposal.context or "", proposal.label or "")
+
+
 def write_rows(rows, on_duplicate, template=WRITE_TEMPLATE):
     """Write rows with a progress bar; report each row's status (errors next to their row)."""
     rows = [tuple("" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for v in r) for r in rows]
@@ -151,17 +165,24 @@ if usable:
             if st.form_submit_button("Write binding", type="primary"):
                 write_rows([(word, context, label)], on_dup, template=form)
     with tab_free:
-        st.caption("Type any statement and mark its word, context and label (the word and context come before "
-                   "the label; the memory reads the statement up to the label).")
+        st.caption("Type a statement in your own words. The memory proposes its word (the one the model finds "
+                   "most surprising), its context and its label; correct them if needed, then write. The word and "
+                   "the context must come before the label: the memory reads the statement up to the label.")
+        if "free_statement" not in st.session_state:
+            st.session_state["free_statement"] = "Over in level 3, people use zorp to mean a cold drink"
+            propose_parts()
+        st.text_input("Statement", key="free_statement", on_change=propose_parts)
+        proposal = st.session_state.get("free_proposal")
+        if proposal is not None and proposal.surprisal:
+            ranked = sorted(proposal.surprisal, key=lambda x: -x[1])[:3]
+            st.caption("Most surprising words (−log p, nats): " + ", ".join(f"{w} {c:.1f}" for w, c in ranked))
         with st.form("add_free", clear_on_submit=False):
-            statement = st.text_input("Statement", value="According to Mia, dax means a glass of milk",
-                                      key="free_statement")
             c1, c2, c3 = st.columns(3)
-            f_word = c1.text_input("Word in it", value="dax", key="free_word")
-            f_context = c2.text_input("Context in it", value="Mia", key="free_context")
-            f_label = c3.text_input("Label in it", value="a glass of milk", key="free_label")
+            f_word = c1.text_input("Word in it", key="free_word")
+            f_context = c2.text_input("Context in it", key="free_context")
+            f_label = c3.text_input("Label in it", key="free_label")
             if st.form_submit_button("Write statement", type="primary"):
-                write_statement(statement, f_word, f_context, f_label, on_dup)
+                write_statement(st.session_state["free_statement"], f_word, f_context, f_label, on_dup)
     with tab_table:
         start = pd.DataFrame({"word": ["blicket", "blicket", "dax"], "context": ["game A", "game B", "game A"],
                               "label": ["red", "blue", "green"]})

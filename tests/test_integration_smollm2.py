@@ -153,3 +153,41 @@ def test_in_context_prompts_on_smollm2_cached_or_whole_give_one_answer(smollm2_l
     base = lab.lm.logits(lab.lm.states(asked).final).argmax(-1)
     got, lengths = in_context_readout(lab.lm, bank, "in_context_word", asked, base, LabelIndex.of(bank).all_ids)
     assert int(got.ids[2, 0]) == int(base[2]) and lengths[2] < lengths[0]  # an unwritten word is asked alone
+
+
+def test_benchmark_verdicts_equal_what_the_app_answers(smollm2_lab):
+    """One path: a sample of the benchmark's probes (read, wrong context, look-alike, plain, sibling, multi-token
+    labels) scored by the benchmark, one probe at a time, and asked through Lab.ask in a memory written through
+    Lab.write: every verdict is the same."""
+    from fastmem.bench import StateStore, experiment_probes, score_probes
+    from fastmem.calibrate import empty_bank
+    from fastmem.engine import write_entries
+    from fastmem.metrics import LabelIndex, hit_mask, probe_set
+    from fastmem.suite import load_suite
+
+    lab = smollm2_lab
+    suite = load_suite("multitoken")
+    exp = suite.experiment("same game A/B")
+    words = suite.split("test")[::16][:4]  # labels of 1, 2, 3 and 4 tokens
+    binds, sets = experiment_probes(lab.lm, suite, exp, words, lab.calibration.seed)
+    app_bank = lab.new_memory()
+    lab.write(app_bank, [(b.word, b.context, b.label) for b in binds])
+    store = StateStore(lab.lm, empty_bank(lab.lm, lab.calibration))
+    bench_bank = empty_bank(lab.lm, lab.calibration)
+    write_entries(lab.lm, bench_bank, [b.write for b in binds], [b.word for b in binds], [b.context for b in binds],
+                  [b.label for b in binds], states=store([b.write for b in binds]))
+    labels = LabelIndex.of(app_bank)
+    compared = 0
+    for s in sets:
+        if s.metric not in ("read", "wrong_context", "lookalike", "plain", "sibling"):
+            continue
+        for i in range(0, len(s), max(1, len(s) // 6)):
+            one = probe_set(s.metric, [s.prompts[i]], [s.targets[i]], [s.contexts[i]])
+            for mode in ("span_match", "token_match", "both_top1"):
+                bench = score_probes(lab.lm, bench_bank, lab.geometry, lab.calibration, exp.name, mode, one,
+                                     store(one.prompts))[0]
+                r = lab.ask(app_bank, one.prompts[0], mode=mode)
+                app = hit_mask(one, torch.tensor([r.answer_ids]), torch.tensor([r.base_answer_ids]), labels, lab.lm)
+                assert bench.hits == int(app[0]), (mode, s.metric, one.prompts[0].text, r.answer, r.reason)
+                compared += 1
+    assert compared >= 60

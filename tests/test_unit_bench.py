@@ -33,6 +33,7 @@ def test_calibration_leaves_the_model_unchanged(neox, calibrated):
     for layer in (cal.key_layer, cal.symbol_layer, cal.context_layer):
         assert 0 <= layer <= neox.n_layers
     assert set(cal.modes) == set(MODES)
+    assert set(cal.points) == {"post", "selective"} and all(set(p) == set(MODES) for p in cal.points.values())
     assert geometry.projector is not None and geometry.projector.config.layer == cal.key_layer
     assert geometry.symbol_baseline.shape == (neox.hidden_size,)
 

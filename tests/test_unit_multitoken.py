@@ -124,7 +124,7 @@ def test_one_token_labels_decode_nothing(tiny_lab, monkeypatch):
         raise AssertionError("decoded although every label is one token")
 
     monkeypatch.setattr(readout, "greedy", no_decoding)
-    out = readout.read_answers(tiny_lab.lm, bank, reads, got, 4.0, LabelIndex.of(bank))
+    out = readout.read_answers(tiny_lab.lm, bank, reads, got, 4.0)
     assert out.length == 1 and torch.equal(out.ids[:, 0], got.ids)
 
 

@@ -203,12 +203,13 @@ def test_a_memory_that_fires_on_everything_scores_badly(neox, small_suite, calib
     """raw_both_top1 with a huge alpha and no threshold fires on any question: the hard negatives must say so,
     and the selective default must not."""
     cal, geometry = calibrated
-    loud = cal.__class__(**{**cal.__dict__, "modes": {**cal.modes, "raw_both_top1": ModeSettings(200.0, None)}})
+    loud = cal.__class__(**{**cal.__dict__, "points": {p: {**modes, "raw_both_top1": ModeSettings(200.0, None)}
+                                                       for p, modes in cal.points.items()}})
     # every fact counts as answered right by the random model, so `kept` measures unchanged answers
     monkeypatch.setattr(bench_mod, "answer_matches", lambda tok, i, a: True)
     rows, _ = run_bench(neox, small_suite, loud, geometry, experiments=["same game A/B"],
-                        modes=["none", "raw_both_top1", "token_match"], words_per_experiment=4)
-    bad, good, none = by_metric(rows, "raw_both_top1"), by_metric(rows, "token_match"), by_metric(rows, "none")
+                        modes=["none", "raw_both_top1", "span_match"], words_per_experiment=4)
+    bad, good, none = by_metric(rows, "raw_both_top1"), by_metric(rows, "span_match"), by_metric(rows, "none")
     assert bad["wrong_context"].rate >= 0.5 and bad["lookalike"].rate >= 0.5 and bad["plain"].rate >= 0.5
     assert bad["kept"].n > 0 and bad["kept"].rate <= 0.5 and bad["unrelated"].rate >= 0.5
     assert good["wrong_context"].rate <= 0.1 and good["lookalike"].rate <= 0.1 and good["plain"].rate == 0.0
@@ -248,6 +249,31 @@ def test_calibration_cache_key_covers_what_calibration_reads(neox, small_suite):
     assert cache_key(neox, small_suite.model_copy(update={"train_unrelated": []}), 8, 0) != key
     assert cache_key(neox, small_suite, 8, 1) != key and cache_key(neox, small_suite, 4, 0) != key
     assert cache_key(neox, small_suite.model_copy(update={"unrelated": ["Question: why? Answer:"]}), 8, 0) == key
+
+
+def test_calibration_cache_key_follows_code_forms_and_phrasings_without_a_list_to_keep(neox, small_suite,
+                                                                                      monkeypatch):
+    """What calibration runs: the source of every module it imports (found from the imports), and its prompts as
+    keyed, so a new paraphrase or built-in phrasing that keys a training question differently changes the key."""
+    from fastmem import calibrate as cal_mod, suite_library
+    from fastmem.suite import ParaphraseSpec
+
+    key = cache_key(neox, small_suite, 8, 0)
+    sources = cal_mod.calibration_sources()
+    assert {"prompts", "keying", "suite_library", "spans", "retrieval", "lm"} <= set(sources)
+    for module in ("prompts", "keying", "spans"):
+        changed = {**sources, module: sources[module] + b"\n# changed\n"}
+        assert cache_key(neox, small_suite, 8, 0, changed) != key, module
+    # a form that matches a training question (`Question: what is the capital of Germany? Answer:`)
+    form = "Question: what is the {context} of {word}? Answer:"
+    para = small_suite.model_copy(update={"paraphrases": list(small_suite.paraphrases)
+                                          + [ParaphraseSpec(name="capital", read=form)]})
+    assert cache_key(neox, para, 8, 0) != key
+    monkeypatch.setattr(suite_library, "PHRASINGS", suite_library.PHRASINGS + [("capital", ["a", "b"], "{word} in "
+                                                                                "{context} means", form)])
+    assert cache_key(neox, small_suite, 8, 0) != key
+    monkeypatch.undo()
+    assert cache_key(neox, small_suite, 8, 0) == key
 
 
 def test_a_version_1_file_is_re_keyed_on_import_and_answers_the_same(tiny_lab):
