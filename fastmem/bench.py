@@ -172,12 +172,14 @@ class StateStore:
         if new:
             start = time.perf_counter()
             got = prompt_states(self.lm, self.bank, new, progress=self.progress)
+            got = got.keep((self.bank.key_layer, self.bank.symbol_layer, self.bank.context_layer))
             self.forward_s += time.perf_counter() - start
             self.forward_passes += len(new)
             self.where.update({p: (len(self.parts), i) for i, p in enumerate(new)})
             self.parts.append(got)
         if not prompts:
-            return prompt_states(self.lm, self.bank, [])
+            return prompt_states(self.lm, self.bank, []).keep((self.bank.key_layer, self.bank.symbol_layer,
+                                                                self.bank.context_layer))
         at = [self.where[p] for p in prompts]
         used = sorted({part for part, _ in at})
         if len(used) == 1:

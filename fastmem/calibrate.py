@@ -177,13 +177,13 @@ def _dual_layers(ts: _Training, candidates: list[int]) -> tuple[int, int]:
     read, write, negatives = ts.probe_states["read"], ts.dev_write, ts.negatives
     n = len(ts.dev)
     for ls in candidates:
-        sym_base = negatives.word[:, ls].mean(0)
-        s_pos = cos(read.word[:, ls] - sym_base, write.word[:, ls] - sym_base).clamp(min=0)
-        s_neg = cos(negatives.word[:, ls] - sym_base, write.word[:, ls] - sym_base).clamp(min=0)
+        sym_base = negatives.word_at(ls).mean(0)
+        s_pos = cos(read.word_at(ls) - sym_base, write.word_at(ls) - sym_base).clamp(min=0)
+        s_neg = cos(negatives.word_at(ls) - sym_base, write.word_at(ls) - sym_base).clamp(min=0)
         for lc in candidates:
-            ctx_base = negatives.context[:, lc].mean(0)
-            c_pos = cos(read.context[:, lc] - ctx_base, write.context[:, lc] - ctx_base).clamp(min=0)
-            c_neg = cos(negatives.context[:, lc] - ctx_base, write.context[:, lc] - ctx_base).clamp(min=0)
+            ctx_base = negatives.context_at(lc).mean(0)
+            c_pos = cos(read.context_at(lc) - ctx_base, write.context_at(lc) - ctx_base).clamp(min=0)
+            c_neg = cos(negatives.context_at(lc) - ctx_base, write.context_at(lc) - ctx_base).clamp(min=0)
             pos, neg = s_pos * c_pos, s_neg * c_neg
             acc = (pos.argmax(1) == torch.arange(n)).float().mean().item()
             wrong = pos.masked_fill(torch.eye(n, dtype=torch.bool), -1).max(1).values
@@ -267,11 +267,11 @@ def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, p
     best = None
     for key_layer in sorted({round(n * f) for f in (0.33, 0.5, 0.67)}):
         cfg = ProjectorConfig(lm.hidden_size, key_layer, seed=seed)
-        proj = train_projector(ts.fit_write.word[:, key_layer], ts.fit_read.word[:, key_layer],
-                               ts.negatives.word[:, key_layer], cfg, show_progress=show_progress)
+        proj = train_projector(ts.fit_write.word_at(key_layer), ts.fit_read.word_at(key_layer),
+                               ts.negatives.word_at(key_layer), cfg, show_progress=show_progress)
         read = ts.probe_states["read"]
         with torch.no_grad():
-            s = proj(read.word[:, key_layer]) @ proj(ts.dev_write.word[:, key_layer]).T
+            s = proj(read.word_at(key_layer)) @ proj(ts.dev_write.word_at(key_layer)).T
         acc = (s.argmax(1) == torch.arange(len(ts.dev))).float().mean().item()
         if best is None or acc > best[0]:
             best = (acc, key_layer, proj)
@@ -279,8 +279,8 @@ def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, p
     chosen = None
     for token_layer in token_candidates:
         mean, scale = _token_statistics(ts, token_layer)
-        geometry = KeyGeometry(projector, ts.negatives.word[:, symbol_layer].mean(0),
-                               ts.negatives.context[:, context_layer].mean(0), mean, scale)
+        geometry = KeyGeometry(projector, ts.negatives.word_at(symbol_layer).mean(0),
+                               ts.negatives.context_at(context_layer).mean(0), mean, scale)
         bank = _dev_bank(lm, ts, key_layer, context_layer, symbol_layer, value_steps, token_layer)
         separation = _token_layer_separation(ts, bank, geometry)
         if chosen is None or separation > chosen[0]:

@@ -34,7 +34,7 @@ def codebook_keys(lm: FrozenLM, bank: MemoryBank) -> torch.Tensor:
         if not bank.entries:
             return torch.zeros(0, bank.hidden_size)
         states = lm.states([canonical_question(e.word, e.context) for e in bank.entries])
-        return states.last[:, bank.key_layer].float()
+        return states.last_at(bank.key_layer).float()
 
     return bank.cached(f"codebook:{lm.name}:{bank.key_layer}", build)
 
@@ -46,5 +46,5 @@ def codebook_scores(lm: FrozenLM, bank: MemoryBank, states: PromptStates) -> tor
     if states.last.shape[-1] != bank.hidden_size:
         raise SettingsError("The questions' states do not match this memory's hidden size.")
     keys = codebook_keys(lm, bank)
-    distance = torch.cdist(states.last[:, bank.key_layer].float(), keys)
+    distance = torch.cdist(states.last_at(bank.key_layer).float(), keys)
     return 1.0 - distance / keys.norm(dim=-1).clamp(min=1e-8).unsqueeze(0)

@@ -42,14 +42,27 @@ def answer_states(lm, rows: list[list[int]], counts: list[int], batch_size: int 
     return out  # type: ignore[return-value]
 
 
+def word_pieces(lm) -> torch.Tensor:
+    """[V] bool: tokens that continue a word (their text starts with a letter or digit, no space before it)."""
+    got = getattr(lm, "_word_pieces", None)
+    if got is None:
+        texts = lm.tokenizer.convert_ids_to_tokens(list(range(lm.unembedding.shape[0])))
+        decoded = [lm.tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in texts]
+        got = torch.tensor([bool(t) and t[0].isalnum() for t in decoded], dtype=torch.bool)
+        lm._word_pieces = got
+    return got
+
+
 @torch.inference_mode()
 def greedy(lm, rows: list[list[int]], first: list[int], steps: int, corrections: torch.Tensor | None = None,
-           alpha: float = 0.0, stop_at_eos: bool = True) -> list[list[int]]:
+           alpha: float = 0.0, stop_at_eos: bool = True, word_ends: list[int] | None = None) -> list[list[int]]:
     """Greedy answers: each row's given first token, then `steps` more tokens.
 
     `corrections[i, j]` ([N, steps, d], zeros for none) is added, times `alpha`, to the post-norm state
     that predicts row i's token j + 1. A row that produced the end-of-text token stays finished (its
-    answer keeps one end-of-text token) when `stop_at_eos`.
+    answer keeps one end-of-text token) when `stop_at_eos`. `word_ends[i]` (-1: none): the step whose token
+    may not continue a word, so that row i's label (tokens 0..word_ends[i]) stays a word of its own and is
+    not run into a longer one (` fire` + `ball`).
     """
     answers = [[int(t)] for t in first]
     if steps <= 0 or not rows:
@@ -67,7 +80,13 @@ def greedy(lm, rows: list[list[int]], first: list[int], steps: int, corrections:
         h = out.last_hidden_state[:, -1].float()
         if corrections is not None and alpha != 0.0:
             h = h + alpha * corrections[:, j].to(h.device, h.dtype)
-        nxt = head(h.to(head.weight.dtype)).argmax(-1).tolist()
+        logits = head(h.to(head.weight.dtype))
+        if word_ends is not None:
+            ending = torch.tensor([e == j for e in word_ends], device=logits.device)
+            if ending.any():
+                pieces = word_pieces(lm).to(logits.device)
+                logits = logits.masked_fill(ending.unsqueeze(1) & pieces.unsqueeze(0), float("-inf"))
+        nxt = logits.argmax(-1).tolist()
         for a, t in zip(answers, nxt):
             a.append(eos if stop_at_eos and a[-1] == eos else int(t))
         step_ids = torch.tensor([[a[-1]] for a in answers], device=lm.device)

@@ -63,8 +63,8 @@ def make_entries(lm: FrozenLM, bank: MemoryBank, states: PromptStates, words, co
         tokens = [[t[i][m[i]].clone() for i in range(len(words))]
                   for t, m in (ts.at(bank.token_layer) for ts in (states.word_tokens, states.context_tokens))]
     return [MemoryEntry(w, c, label.strip(), ids[0], p.text, p.word_span, p.context_span,
-                        states.word[i, bank.key_layer].clone(),
-                        states.context[i, bank.context_layer].clone(), states.word[i, bank.symbol_layer].clone(),
+                        states.word_at(bank.key_layer)[i].clone(),
+                        states.context_at(bank.context_layer)[i].clone(), states.word_at(bank.symbol_layer)[i].clone(),
                         values[i][0].clone(), tokens[0][i], tokens[1][i], tuple(ids[1:]),
                         values[i][1:].clone() if len(ids) > 1 else None)
             for i, (w, c, label, ids, p) in enumerate(zip(words, contexts, labels, label_ids, prompts))]

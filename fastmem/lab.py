@@ -275,7 +275,9 @@ class Lab:
         if result.values is not None and steps > 0:  # the memory row gets its label's later corrections
             later = result.values[1:1 + steps]
             tail[1, :len(later)] = later
-        base, new = self.lm.continuations(result.encoded.ids, firsts, steps + 1, tail, result.alpha)
+        # the injected label ends its word (decode.greedy): `values` holds one correction per label token
+        ends = [-1, len(result.values) - 1] if result.injected >= 0 and result.values is not None else None
+        base, new = self.lm.continuations(result.encoded.ids, firsts, steps + 1, tail, result.alpha, ends)
         return _with(result, base_generation=self.lm.tokenizer.decode(base), generation=self.lm.tokenizer.decode(new))
 
     def run_experiment(self, suite: Suite, experiment: str, n_words: int, mode: str = DEFAULT_MODE) -> list:
@@ -358,9 +360,9 @@ class Lab:
             states = prompt_states(self.lm, new, prompts)
             tokens = [ts.at(new.token_layer) for ts in (states.word_tokens, states.context_tokens)]
             for i, e in enumerate(bank.entries):
-                new.add(_with(e, key=states.word[i, key_layer].clone(),
-                              symbol_key=states.word[i, new.symbol_layer].clone(),
-                              context_key=states.context[i, new.context_layer].clone(),
+                new.add(_with(e, key=states.word_at(key_layer)[i].clone(),
+                              symbol_key=states.word_at(new.symbol_layer)[i].clone(),
+                              context_key=states.context_at(new.context_layer)[i].clone(),
                               word_tokens=tokens[0][0][i][tokens[0][1][i]].clone(),
                               context_tokens=tokens[1][0][i][tokens[1][1][i]].clone()))
         return new

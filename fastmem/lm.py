@@ -5,7 +5,7 @@ Everything is stateless: no hooks are registered. The correction is added after 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -68,24 +68,51 @@ class PromptStates:
     context_tokens: TokenStates | None = None
     last: torch.Tensor | None = None  # [N, n_layers + 1, d] at the prompt's last token (the codebook's key)
     question: "QuestionTokens | None" = None  # every token, as slot-free reading searches them
+    layers: tuple[int, ...] | None = None  # the layers `word`, `context` and `last` hold (None: all, in order)
 
     def __len__(self) -> int:
         return self.final.shape[0]
+
+    def _index(self, layer: int) -> int:
+        if self.layers is None:
+            return layer
+        if layer not in self.layers:
+            raise SettingsError(f"These states were kept at layers {self.layers}, not {layer}.")
+        return self.layers.index(layer)
+
+    def word_at(self, layer: int) -> torch.Tensor:
+        """[N, d] the word key at one layer."""
+        return self.word[:, self._index(layer)]
+
+    def context_at(self, layer: int) -> torch.Tensor:
+        return self.context[:, self._index(layer)]
+
+    def last_at(self, layer: int) -> torch.Tensor:
+        return self.last[:, self._index(layer)]
+
+    def keep(self, layers) -> "PromptStates":
+        """The same states with the word, context and last-token keys at these layers only (less memory)."""
+        layers = tuple(sorted(set(layers)))
+        at = torch.tensor([self._index(layer) for layer in layers], dtype=torch.long)
+        return replace(self, word=self.word[:, at], context=self.context[:, at],
+                       last=None if self.last is None else self.last[:, at], layers=layers)
 
     def select(self, index) -> "PromptStates":
         return PromptStates(self.word[index], self.context[index], self.final[index],
                             *(None if t is None else t.select(index) for t in (self.word_tokens, self.context_tokens)),
                             None if self.last is None else self.last[index],
-                            None if self.question is None else self.question.select(index))
+                            None if self.question is None else self.question.select(index), self.layers)
 
     @staticmethod
     def cat(parts: list["PromptStates"]) -> "PromptStates":
+        if len({p.layers for p in parts}) > 1:
+            raise SettingsError("States kept at different layers cannot be joined.")
         dense = (torch.cat([getattr(p, f) for p in parts]) for f in ("word", "context", "final"))
         tokens = [None if any(getattr(p, f) is None for p in parts) else TokenStates.cat([getattr(p, f) for p in parts])
                   for f in ("word_tokens", "context_tokens")]
         last = None if any(p.last is None for p in parts) else torch.cat([p.last for p in parts])
         question = None if any(p.question is None for p in parts) else QuestionTokens.cat([p.question for p in parts])
-        return PromptStates(*dense, *tokens, last, question)
+        return PromptStates(*dense, *tokens, last, question, parts[0].layers)
 
 
 class FrozenLM:
@@ -239,7 +266,8 @@ class FrozenLM:
         return head(final.to(self.device, head.weight.dtype)).float().cpu()
 
     def continuations(self, text: str | list[int], first_tokens: list[int], max_new_tokens: int = 5,
-                      corrections: torch.Tensor | None = None, alpha: float = 0.0) -> list[list[int]]:
+                      corrections: torch.Tensor | None = None, alpha: float = 0.0,
+                      word_ends: list[int] | None = None) -> list[list[int]]:
         """Greedy continuations of `text` (or its token ids; at most `max_new_tokens` tokens each, the given first one
         included), one per given first token, decoded together in one batch (`decode.greedy`).
 
@@ -252,7 +280,8 @@ class FrozenLM:
         if not first_tokens:
             return []
         ids = list(text) if isinstance(text, list | tuple) else self.tokenizer(text)["input_ids"]
-        return greedy(self, [ids] * len(first_tokens), first_tokens, max_new_tokens - 1, corrections, alpha)
+        return greedy(self, [ids] * len(first_tokens), first_tokens, max_new_tokens - 1, corrections, alpha,
+                      word_ends=word_ends)
 
     def generate(self, text: str, first_logits: torch.Tensor, max_new_tokens: int = 5) -> list[int]:
         """Greedy tokens: the first from `first_logits` (already corrected), the rest from the plain model."""

@@ -27,6 +27,11 @@ class Readout:
         return self.ids.shape[1]
 
 
+def label_end(bank: MemoryBank, entry: int) -> int:
+    """The generation step after the injected entry's label (-1 when nothing was injected): where its word ends."""
+    return len(bank.entries[entry].label_ids) - 1 if entry >= 0 else -1
+
+
 def tail_corrections(bank: MemoryBank, chosen: torch.Tensor, steps: int) -> torch.Tensor:
     """[N, steps, d]: the chosen entries' corrections for their 2nd, 3rd, ... label tokens (zeros past a
     label's end and where nothing was chosen)."""
@@ -57,8 +62,10 @@ def answers(lm, bank: MemoryBank, rows: list[list[int]], first: torch.Tensor, ba
     steps = max(sizes[i] for i in at) - 1
     corrections = torch.cat([tail_corrections(bank, injected[at], steps), torch.zeros(len(at), steps,
                                                                                      bank.hidden_size)])
+    # with memory, the injected label ends its word (decode.greedy); the plain side decodes freely
+    ends = [label_end(bank, int(injected[i])) for i in at] + [-1] * len(at)
     decoded_rows = greedy(lm, [rows[i] for i in at] * 2, [int(first[i]) for i in at] + [int(base_first[i]) for i in at],
-                          steps, corrections, alpha)
+                          steps, corrections, alpha, word_ends=ends)
     for k, i in enumerate(at):
         mem, plain = decoded_rows[k][:sizes[i]], decoded_rows[len(at) + k][:sizes[i]]
         ids[i, :len(mem)] = torch.tensor(mem, dtype=torch.long)

@@ -92,8 +92,8 @@ class QueryKeys:
         if bank.token_layer >= 0 and states.word_tokens is not None and states.context_tokens is not None \
                 and bank.token_layer in states.word_tokens.layers:
             tokens = [states.word_tokens.at(bank.token_layer), states.context_tokens.at(bank.token_layer)]
-        return cls(states.word[:, bank.key_layer], states.word[:, bank.symbol_layer],
-                   states.context[:, bank.context_layer], tuple(contexts), *tokens)
+        return cls(states.word_at(bank.key_layer), states.word_at(bank.symbol_layer),
+                   states.context_at(bank.context_layer), tuple(contexts), *tokens)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 ARTICLE = re.compile(r"^(the|a|an)\s+(?=\S)", re.IGNORECASE)
 MAX_FORM_TOKENS = 16  # a word or context of more tokens is matched on its first 16
 SHORTLIST_ABOVE, SHORTLIST_KEEP = 2048, 256  # large memories: exact spans only for the best upper bounds
+OVERLAP_FLOOR = 0.5
 WORK_PER_CHUNK = 4_000_000  # questions x tokens x forms scored at once (bounded memory, few Python rounds)
 
 
@@ -189,14 +190,15 @@ def _form_scores(sims: torch.Tensor, table: FormTable, can_start, can_end, area)
     tokens' similarities to the question tokens side by side from that start."""
     n, t, _ = sims.shape
     f, width = table.forms.shape
+    masked = sims.masked_fill(~area.unsqueeze(-1), -1.0)  # positions outside the area match nothing
     score = torch.full((n, t, f), 2.0)
     for offset in range(width):  # form token `offset` meets the question token at start + offset
         column = table.forms[:, offset]
-        here = sims[:, :, column.clamp(min=0)].masked_fill(~area.unsqueeze(-1), -1.0)  # [N, T, F]
-        shifted = torch.full((n, t, f), -1.0)
+        real = column >= 0  # forms this long
         if offset < t:
-            shifted[:, :t - offset] = here[:, offset:]
-        score = torch.minimum(score, torch.where(column >= 0, shifted, torch.tensor(2.0)))
+            here = masked[:, offset:, column.clamp(min=0)].masked_fill(~real, 2.0)  # [N, T - offset, F]
+            torch.minimum(score[:, :t - offset], here, out=score[:, :t - offset])
+        score[:, max(0, t - offset):].masked_fill_(real, -1.0)  # a form running past the question's end
     last = torch.arange(t).unsqueeze(1) + table.lengths - 1  # [T, F]
     ends = torch.gather(can_end, 1, last.clamp(max=t - 1).reshape(1, -1).expand(n, -1)).reshape(n, t, f)
     ends = ends & (last < t).unsqueeze(0)
@@ -225,9 +227,11 @@ def match(question: QuestionTokens, q_keys: torch.Tensor, forms: "EntryForms") -
         ws, wstart, wlen = (x[:, word_of] for x in _owners(q @ words.keys.T, words, starts, ends, word_area))
         c_sims = q @ contexts.keys.T
         cs, cstart, clen = (x[:, context_of] for x in _owners(c_sims, contexts, starts, ends, context_area))
-        # the context's span may not overlap the word's: where it does (for a word actually found), look again
-        # outside the word, once per question and word span
-        overlap = (cstart <= wstart + wlen - 1) & (wstart <= cstart + clen - 1) & (ws > 0) & (cs > 0)
+        # the context's span may not overlap the word's: where it does for an entry whose word and context both
+        # half match at least (below, no choice and no explanation depends on it), look again outside the word,
+        # once per question and word span
+        overlap = (cstart <= wstart + wlen - 1) & (wstart <= cstart + clen - 1) & (ws >= OVERLAP_FLOOR) \
+            & (cs >= OVERLAP_FLOOR)
         redo: dict[tuple[int, int, int], list[int]] = {}
         for r, col in zip(*(x.tolist() for x in overlap.nonzero(as_tuple=True))):
             redo.setdefault((r, int(wstart[r, col]), int(wlen[r, col])), []).append(col)
