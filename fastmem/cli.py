@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .errors import FastmemError
-from .bench import BENCH_MODES
-from .calibrate import OPERATING_POINTS
-from .retrieval import DEFAULT_MODE, MODES
+from fastmem.errors import FastmemError
+from fastmem.eval.calibrate import OPERATING_POINTS
+from fastmem.eval.baselines import DEFAULT_MODES as BASELINE_MODES
+from fastmem.memory.modes import DEFAULT_MODE, MODES, mode_names
+
+BENCH_MODES = mode_names(answering=True)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -22,19 +26,23 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--value-steps", type=int, default=8, help="1 = the post's one-step value")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                   help="the weights' type; auto: bfloat16 on a GPU or a CPU with native bfloat16")
     p.add_argument("--no-cache", action="store_true", help="recalibrate even if a cached calibration exists")
 
 
 def _setup(args):
-    from .calibrate import load_or_calibrate
-    from .lm import FrozenLM
-    from .suite import load_suite
+    """The Lab the command runs on (model, suite, calibration), with what it is printed to stderr."""
+    from fastmem.eval.calibrate import load_or_calibrate
+    from fastmem.eval.suite import load_suite
+    from fastmem.lab import Lab
+    from fastmem.model.lm import FrozenLM
 
     torch.manual_seed(args.seed)
     suite = load_suite(args.suite)
     t0 = time.perf_counter()
-    lm = FrozenLM.load(args.model, args.device)
-    print(f"model {lm.name}: {lm.n_layers} layers, hidden {lm.hidden_size}, on {lm.device} "
+    lm = FrozenLM.load(args.model, args.device, args.dtype)
+    print(f"model {lm.name}: {lm.n_layers} layers, hidden {lm.hidden_size}, {lm.dtype}, on {lm.device} "
           f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     t0 = time.perf_counter()
     bar = tqdm(desc="calibrating on training words", unit="prompt", leave=False)
@@ -44,14 +52,19 @@ def _setup(args):
     print(f"calibration: key layer {cal.key_layer}, symbol layer {cal.symbol_layer}, context layer "
           f"{cal.context_layer}, token layer {cal.token_layer}, value steps {cal.value_steps} "
           f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
-    return lm, suite, cal, geometry
+    return Lab(lm, cal, geometry, suite)
+
+
+def _write_json(path: str | None, data: dict) -> None:
+    if path:
+        Path(path).write_text(json.dumps(data, indent=1))
 
 
 def cmd_bench(args) -> int:
-    from .bench import rows_to_csv, rows_to_json, run_bench
-    from .report import format_table
+    from fastmem.eval.bench import rows_to_csv, rows_to_json, run_bench
+    from fastmem.eval.report import format_table
 
-    lm, suite, cal, geometry = _setup(args)
+    lab = _setup(args)
     bar = tqdm(desc="benchmark", unit="prompt")
 
     def progress(done, total):
@@ -60,15 +73,15 @@ def cmd_bench(args) -> int:
         bar.refresh()
 
     start = time.perf_counter()
-    rows, timing = run_bench(lm, suite, cal, geometry, args.experiments, args.modes, args.words, progress,
-                             typed=args.typed, point=args.operating_point)
+    rows, timing = run_bench(lab, None, args.experiments, args.modes, args.words, progress, typed=args.typed,
+                             point=args.operating_point)
     wall = time.perf_counter() - start
     bar.close()
-    print(f"\n{lm.name}, seed {args.seed}, value steps {cal.value_steps} (post's figures for Pythia-70M in brackets)")
+    cal = lab.calibration
+    print(f"\n{lab.lm.name}, seed {args.seed}, value steps {cal.value_steps} (post's figures for Pythia-70M in "
+          "brackets, next to rows at the post's operating point)")
     print(format_table(rows))
-    share = timing.other_s / max(timing.total_s, 1e-9)
-    print(f"\nforward passes: {timing.forward_passes}; wall {wall:.1f} s = model forward {timing.forward_s:.1f} s "
-          f"+ everything else {timing.other_s:.1f} s ({share:.1%})")
+    print(f"\nforward passes: {timing.forward_passes}; wall {wall:.1f} s = {timing.describe()}")
     if args.out:
         Path(args.out).write_text(rows_to_csv(rows))
     if args.json:
@@ -78,60 +91,45 @@ def cmd_bench(args) -> int:
 
 def cmd_sweep(args) -> int:
     args.no_cache = True
-    lm, suite, cal, geometry = _setup(args)
-    print(cal.to_json())
+    print(_setup(args).calibration.to_json())
     return 0
 
 
 def cmd_scale(args) -> int:
-    import json
-    from dataclasses import asdict
+    from fastmem.eval.scale import format_scale, run_scale
 
-    from .lab import Lab
-    from .scale import format_scale, run_scale
-
-    lm, suite, cal, geometry = _setup(args)
-    lab = Lab(lm, cal, geometry, suite)
+    lab = _setup(args)
     start = time.perf_counter()
     points, timings = run_scale(lab, args.sizes, args.seed, args.sample, args.mode,
                                 progress=lambda done, total, msg: print(msg, file=sys.stderr))
-    print(f"\n{lm.name}, seed {args.seed}, mode {args.mode}, {args.sample} sampled words per size, token layer "
-          f"{cal.token_layer}, value steps {cal.value_steps} ({time.perf_counter() - start:.0f} s)")
+    print(f"\n{lab.lm.name}, seed {args.seed}, mode {args.mode}, {args.sample} sampled words per size, value steps "
+          f"{lab.calibration.value_steps} ({time.perf_counter() - start:.0f} s)")
     print(format_scale(points, timings))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"points": [asdict(p) for p in points],
-                                               "timings": [asdict(t) for t in timings]}, indent=1))
+    _write_json(args.json, {"points": [asdict(p) for p in points], "timings": [asdict(t) for t in timings]})
     return 0
 
 
 def cmd_baselines(args) -> int:
-    import json
-    from dataclasses import asdict
+    from fastmem.eval.baselines import format_baselines, run_baselines
 
-    from .baselines import format_baselines, run_baselines
-    from .lab import Lab
-
-    lm, suite, cal, geometry = _setup(args)
-    lab = Lab(lm, cal, geometry, suite)
+    lab = _setup(args)
     start = time.perf_counter()
     rows, costs = run_baselines(lab, args.sizes, args.modes, args.seed, args.questions, args.timed,
                                 progress=lambda done, total, msg: print(msg, file=sys.stderr))
-    print(f"\n{lm.name}, seed {args.seed}, {args.questions} written bindings asked per size, cost: median of "
+    print(f"\n{lab.lm.name}, seed {args.seed}, {args.questions} written bindings asked per size, cost: median of "
           f"{args.timed} single questions ({time.perf_counter() - start:.0f} s)")
     print(format_baselines(rows, costs))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"rows": [asdict(r) for r in rows],
-                                               "costs": [asdict(c) for c in costs]}, indent=1))
+    _write_json(args.json, {"rows": [asdict(r) for r in rows], "costs": [asdict(c) for c in costs]})
     return 0
 
 
 def cmd_curve(args) -> int:
-    from .curve import format_curve, operating_curve
+    from fastmem.eval.curve import format_curve, operating_curve
 
-    lm, suite, cal, geometry = _setup(args)
-    points = operating_curve(lm, suite, cal, geometry, args.experiment, args.mode, args.words)
-    s = cal.settings(args.mode)
-    print(f"\n{lm.name}, seed {args.seed}, {args.experiment}, mode {args.mode} (alpha {s.alpha:g}, calibrated "
+    lab = _setup(args)
+    points = operating_curve(lab, args.experiment, args.mode, args.words)
+    s = lab.calibration.settings(args.mode)
+    print(f"\n{lab.lm.name}, seed {args.seed}, {args.experiment}, mode {args.mode} (alpha {s.alpha:g}, calibrated "
           f"threshold {s.threshold}), test words: {args.words or 'all'}")
     print(format_curve(points))
     return 0
@@ -164,8 +162,7 @@ def main(argv=None) -> int:
     base = sub.add_parser("baselines", help="memory vs in-context and codebook as bindings grow: metrics and cost")
     _common(base)
     base.add_argument("--sizes", nargs="+", type=int, default=[2, 10, 100, 1000])
-    base.add_argument("--modes", nargs="+", default=[DEFAULT_MODE, "codebook", "in_context_all", "in_context_word"],
-                      choices=BENCH_MODES)
+    base.add_argument("--modes", nargs="+", default=list(BASELINE_MODES), choices=BENCH_MODES)
     base.add_argument("--questions", type=int, default=64, help="written bindings asked per size")
     base.add_argument("--timed", type=int, default=5, help="single questions timed per size and mode")
     base.add_argument("--json", default=None, help="JSON file for the rows and costs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 import unicodedata
 
-from .errors import BindingError, SettingsError
+from fastmem.errors import BindingError, SettingsError
 
 MAX_WORD, MAX_LABEL, MAX_CONTEXT, MAX_QUESTION = 64, 120, 128, 2000
 
@@ -23,6 +23,21 @@ def clean_field(name: str, text, max_len: int) -> str:
         raise BindingError(f"The {name} {text[:40]!r} contains control or invisible characters.")
     if "{" in text or "}" in text:
         raise BindingError(f"The {name} {text!r} contains braces {{ }}, which templates reserve.")
+    return text
+
+
+def clean_question(text, max_len: int) -> str:
+    """A typed question, in the form written fields take (NFC): no control, invisible or private characters
+    (tabs and line breaks are fine: a chat turn has them)."""
+    if not isinstance(text, str) or not text.strip():
+        raise BindingError("The question is empty.")
+    text = unicodedata.normalize("NFC", text)
+    if len(text) > max_len:
+        raise BindingError(f"The question is over {max_len:,} characters.")
+    bad = [ch for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") and ch not in "\t\n\r"]
+    if bad:
+        raise BindingError(f"The question contains control or invisible characters (such as U+{ord(bad[0]):04X}); "
+                           "retype it or paste it as plain text.")
     return text
 
 

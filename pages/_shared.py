@@ -8,8 +8,7 @@ import time
 
 import streamlit as st
 
-from fastmem import FastmemError, Lab, MemoryBank
-from fastmem.loading import DEFAULT_MODEL, OFFLINE_ALIAS
+from fastmem import DEFAULT_MODEL, OFFLINE_ALIAS, FastmemError, Lab, MemoryBank
 
 CUSTOM = "Other (Hugging Face id, local folder or .gguf)…"
 CHOICES = [DEFAULT_MODEL, OFFLINE_ALIAS, CUSTOM]
@@ -143,7 +142,7 @@ def vis(token: str) -> str:
 
 def token_html(encoded, found=None) -> str:
     """Prompt tokens as chips; word tokens, context tokens and the answer position highlighted. `found`
-    (`fastmem.explain.Found`): where slot-free reading found the best entry's word and context, with scores;
+    (`fastmem.demo.explain.Found`): where slot-free reading found the best entry's word and context, with scores;
     without it, the question's slots."""
     def span(tokens):
         return set(range(tokens[0], tokens[1] + 1)) if tokens else set()

@@ -10,10 +10,8 @@ from dataclasses import asdict
 
 import streamlit as st
 
-from fastmem import DEFAULT_MODE, MODES, charts
-from fastmem.baselines import DEFAULT_MODES, format_baselines, run_baselines
-from fastmem.bench import BENCH_MODES
-from fastmem.scale import format_scale, run_scale
+from fastmem import DEFAULT_MODE, MODES, Lab
+from fastmem.demo import charts
 from pages._jobs import BenchJob
 
 KINDS = {
@@ -37,7 +35,8 @@ def size_section(lab, kind: str) -> None:
     c1, c2 = st.columns(2)
     sizes = c1.multiselect("Bindings", spec["sizes"], default=spec["default"], key=f"{kind}_sizes")
     if kind == "baselines":
-        modes = c2.multiselect("Modes", BENCH_MODES, default=list(DEFAULT_MODES), key=f"{kind}_modes")
+        modes = c2.multiselect("Modes", [m.name for m in Lab.modes(answering=True)], default=list(lab.runs.baseline_modes),
+                               key=f"{kind}_modes")
     else:
         modes = [c2.selectbox("Mode", MODES, index=MODES.index(DEFAULT_MODE), key=f"{kind}_mode")]
     st.number_input("Written bindings asked per size" if kind == "baselines" else "Written words asked per size",
@@ -53,17 +52,17 @@ def size_section(lab, kind: str) -> None:
             return
         chosen, asked = sorted(state[f"{kind}_sizes"]), int(state[f"{kind}_questions"])
         if kind == "baselines":
-            chosen_modes = list(state[f"{kind}_modes"]) or list(DEFAULT_MODES)
+            chosen_modes = list(state[f"{kind}_modes"]) or list(lab.runs.baseline_modes)
 
             def run(progress, should_stop, on_row):
-                return run_baselines(lab, chosen, chosen_modes, questions=asked, progress=progress,
-                                     should_stop=should_stop)
+                return lab.runs.baselines(chosen, chosen_modes, questions=asked, progress=progress,
+                                          should_stop=should_stop)
         else:
             chosen_modes = [state[f"{kind}_mode"]]
 
             def run(progress, should_stop, on_row):
-                return run_scale(lab, chosen, sample=asked, mode=chosen_modes[0], progress=progress,
-                                 should_stop=should_stop)
+                return lab.runs.scale(chosen, sample=asked, mode=chosen_modes[0], progress=progress,
+                                      should_stop=should_stop)
         state[job_key] = BenchJob([f"{n:,}" for n in chosen], chosen_modes, 0).start(_keeping_rows(run))
 
     r, s = st.columns(2)
@@ -71,7 +70,7 @@ def size_section(lab, kind: str) -> None:
              disabled=running or not sizes or not modes)
     s.button("Stop", key=f"{kind}_stop", disabled=not running, on_click=lambda: job and job.stop(),
              help="Ends the run after the current memory (or write batch); finished sizes are kept.")
-    _results(kind, running)
+    _results(lab, kind, running)
 
 
 def _keeping_rows(run):
@@ -84,7 +83,7 @@ def _keeping_rows(run):
     return wrapped
 
 
-def _results(kind: str, running: bool) -> None:
+def _results(lab, kind: str, running: bool) -> None:
     @st.fragment(run_every=1.0 if running else None)
     def live() -> None:
         job: BenchJob | None = st.session_state.get(f"{kind}_job")
@@ -109,11 +108,11 @@ def _results(kind: str, running: bool) -> None:
             return
         if kind == "baselines":
             st.altair_chart(charts.baselines_chart(rows, extra, columns=3))  # fits the page
-            st.code(format_baselines(rows, extra), language=None)
+            st.code(lab.runs.format_sizes(kind, rows, extra), language=None)
             data = {"rows": [asdict(r) for r in rows], "costs": [asdict(c) for c in extra]}
         else:
             st.altair_chart(charts.capacity_chart(rows, extra, columns=3))
-            st.code(format_scale(rows, extra), language=None)
+            st.code(lab.runs.format_sizes(kind, rows, extra), language=None)
             data = {"points": [asdict(r) for r in rows], "timings": [asdict(t) for t in extra]}
         st.download_button("Download JSON", json.dumps(data, indent=1), f"fastmem-{kind}.json", "application/json",
                            key=f"{kind}_download")

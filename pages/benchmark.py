@@ -9,9 +9,8 @@ import random
 
 import streamlit as st
 
-from fastmem import charts
-from fastmem.bench import BENCH_MODES, rows_to_csv, rows_to_json, run_bench
-from fastmem.report import FOOTNOTE, format_table, pivot_frame
+from fastmem import Lab
+from fastmem.demo import charts
 from pages._jobs import BenchJob
 from pages._shared import page_lab
 from pages._size_runs import size_section
@@ -36,7 +35,8 @@ with tab_modes:
     c1, c2 = st.columns(2)
     experiments = c1.multiselect("Experiments", [e.name for e in suite.experiments],
                                  default=[suite.experiments[0].name], key="bench_experiments")
-    modes = c2.multiselect("Modes", BENCH_MODES, default=["none", "dual_key", "token_match"], key="bench_modes",
+    modes = c2.multiselect("Modes", [m.name for m in Lab.modes(answering=True)],
+                           default=["none", "token_match", "span_match"], key="bench_modes",
                            help="The memory's modes, and the in-context baselines (statements before the "
                                 "question: slower, several times the tokens).")
     c3, c4 = st.columns(2)
@@ -59,8 +59,8 @@ with tab_modes:
         sample = suite.model_copy(update={"words": others + words[:n]})
 
         def run(progress, should_stop, on_row):
-            return run_bench(lab.lm, sample, lab.calibration, lab.geometry, experiments=exps, modes=chosen_modes,
-                             words_per_experiment=n, progress=progress, should_stop=should_stop, on_row=on_row)
+            return lab.runs.bench(sample, experiments=exps, modes=chosen_modes, words=n, progress=progress,
+                                  should_stop=should_stop, on_row=on_row)
 
         job = state["bench_job"] = BenchJob(exps, chosen_modes, n).start(run)
         state["bench_rows"] = job.rows  # the same list: rows appear here as they finish
@@ -81,19 +81,19 @@ with tab_modes:
 
 
     def show_results(rows: list, final: bool, timing) -> None:
-        st.dataframe(pivot_frame(rows), hide_index=True, width="stretch",
+        st.dataframe(lab.runs.table(rows), hide_index=True, width="stretch",
                      column_config={"experiment": st.column_config.TextColumn(pinned=True, width="medium"),
                                     "mode": st.column_config.TextColumn(pinned=True, width="medium")})
-        st.caption(FOOTNOTE + " α and threshold are this model's calibrated values; the post's figures are for "
+        st.caption(lab.runs.FOOTNOTE + " α and threshold are this model's calibrated values; the post's figures are for "
                               "Pythia-70M (compare shapes, not decimals).")
         if not final:
             return
         st.altair_chart(charts.bench_chart(rows))
         with st.expander("Plain-text table (as the command line prints it)"):
-            st.code(format_table(rows), language=None)
+            st.code(lab.runs.text_table(rows), language=None)
         d1, d2 = st.columns(2)
-        d1.download_button("Download CSV", rows_to_csv(rows), "fastmem-bench.csv", "text/csv", key="bench_csv")
-        d2.download_button("Download JSON", rows_to_json(rows, timing, lab.calibration),
+        d1.download_button("Download CSV", lab.runs.csv(rows), "fastmem-bench.csv", "text/csv", key="bench_csv")
+        d2.download_button("Download JSON", lab.runs.json(rows, timing),
                            "fastmem-bench.json", "application/json", key="bench_json")
 
 

@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from fastmem import DEFAULT_MODE, MODES, FastmemError, load_suite
-from fastmem import charts
+from fastmem.demo import charts
 from pages._shared import page_lab, vis
 
 lab = page_lab()
@@ -27,7 +27,7 @@ mode = c3.selectbox("Mode", MODES, index=MODES.index(DEFAULT_MODE), key="exp_mod
 if st.button("Run", type="primary", key="exp_run"):
     with st.spinner("Writing the bindings into a scratch memory and reading them back…"):
         try:
-            got = lab.run_experiment(suite, exp_name, int(n), mode)
+            got = lab.runs.experiment(suite, exp_name, int(n), mode)
         except FastmemError as exc:
             st.error(str(exc))
             st.stop()

@@ -8,15 +8,13 @@ import time
 import pandas as pd
 import streamlit as st
 
-from fastmem import DEFAULT_MODE, MODES, FastmemError
-from fastmem import charts
-from fastmem.keying import LAST_WORD, MARKED
-from fastmem.retrieval import NEEDS_PROJECTOR, SPAN_MODES
-from fastmem.share import ShareView
+from fastmem import DEFAULT_MODE, MODES, FastmemError, Lab, ShareView
+from fastmem.demo import charts
 from pages._shared import page_lab, require_bank, token_html, vis
 
 lab = page_lab()
 state = st.session_state
+MODE_INFO = {m.name: m for m in Lab.modes()}
 st.title("Inspect a question")
 bank = require_bank(lab)
 if bank is None:
@@ -92,13 +90,13 @@ def inspector():
         keyed = lab.key_question(question, state.get("mark_word") or None, state.get("mark_context") or None)
     except FastmemError:
         pass  # the same error is shown below, where the question is asked
-    slot_free = state.get("mode", DEFAULT_MODE) in SPAN_MODES
-    unknown_form = keyed is not None and keyed.rule == LAST_WORD and len(bank) > 0 and not slot_free
+    slot_free = MODE_INFO[state.get("mode", DEFAULT_MODE)].slot_free
+    unknown_form = keyed is not None and keyed.by_last_word and len(bank) > 0 and not slot_free
     with st.expander("Mark the word and context yourself (optional)", expanded=unknown_form):
         c1, c2 = st.columns(2)
         mark_word = c1.text_input("Word in the question", key="mark_word")
         mark_context = c2.text_input("Context in the question", key="mark_context")
-    if keyed is not None and slot_free and keyed.rule != MARKED:
+    if keyed is not None and slot_free and not keyed.marked:
         st.caption("Read as typed: the memory looks for every written word and context anywhere in the question.")
     elif keyed is not None:
         (st.warning if unknown_form else st.caption)(keyed.describe())
@@ -108,7 +106,7 @@ def inspector():
     mode = c1.selectbox("Mode", MODES, key="mode")
     use_projector = c5.toggle("Key projector", key="projector",
                               help="Off: modes that need the trained projector fall back to raw_both_top1.")
-    if not use_projector and mode in NEEDS_PROJECTOR:
+    if not use_projector and MODE_INFO[mode].needs_projector:
         mode = "raw_both_top1"
         c5.caption("→ raw_both_top1")
     s = cal.settings(mode)
@@ -183,14 +181,14 @@ def inspector():
     t1, t2, t3 = st.columns(3)
     with t1.container(key="promoted_box"):
         if r.chosen >= 0:
-            st.altair_chart(charts.token_bars(lab.correction_tokens(r.value, 8), "Tokens the correction promotes",
+            st.altair_chart(charts.token_bars(lab.demo.correction_tokens(r.value, 8), "Tokens the correction promotes",
                                               "#2e9d5b"), width="stretch")
             source = r.injected
             e = use_bank.entries[source]
             rank_key = (e.slot, e.label, e.write_text, use_bank.value_steps)  # a forward pass: once per entry
             cache = state.setdefault("_label_ranks", {})
             if rank_key not in cache:
-                cache[rank_key] = lab.label_ranks(use_bank, source, (1, use_bank.value_steps))
+                cache[rank_key] = lab.demo.label_ranks(use_bank, source, (1, use_bank.value_steps))
             ranks = cache[rank_key]
             st.caption(f"Rank of {vis(' ' + use_bank.entries[source].label)}'s first token in W_U v: "
                        + ", ".join(f"#{rank:,} with {n} step{'s' * (n > 1)}" for n, rank in ranks.items())
@@ -198,9 +196,9 @@ def inspector():
         else:
             st.caption("No correction injected.")
     with t2.container(key="before_box"):
-        st.altair_chart(charts.token_bars(lab.top_tokens(r.base_logits, 8), "Next token before"), width="stretch")
+        st.altair_chart(charts.token_bars(lab.demo.top_tokens(r.base_logits, 8), "Next token before"), width="stretch")
     with t3.container(key="after_box"):
-        st.altair_chart(charts.token_bars(lab.top_tokens(r.logits, 8), "Next token after", "#e67e22"),
+        st.altair_chart(charts.token_bars(lab.demo.top_tokens(r.logits, 8), "Next token after", "#e67e22"),
                         width="stretch")
 
     if r.found:
@@ -209,7 +207,7 @@ def inspector():
             cache = state.setdefault("_layer_profiles", {})
             if profile_key not in cache:
                 cache.clear()
-                cache[profile_key] = lab.layer_profile(use_bank, r)
+                cache[profile_key] = lab.demo.layer_profile(use_bank, r)
             if cache[profile_key]:
                 st.altair_chart(charts.layer_profile_chart(cache[profile_key], r.threshold), width="stretch")
                 st.caption("How well each entry's word and context match the spans found in the question, layer "
@@ -218,7 +216,7 @@ def inspector():
 
     view = ShareView(mode=r.mode, alpha=float(alpha), threshold=threshold, question=question,
                      mark_word=mark_word, mark_context=mark_context)
-    st.download_button("Share this view (JSON: memory + settings)", data=lab.share(bank, view),
+    st.download_button("Share this view (JSON: memory + settings)", data=lab.demo.share(bank, view),
                        file_name="fastmem-view.json", mime="application/json", key="share_download", on_click="ignore",
                        help="Open it below (or on another machine with the same model) to get this view back.")
 
@@ -237,7 +235,7 @@ with st.expander("Open a shared view (JSON)"):
                               help="Replaces your memory and the settings above with the file's.")
     if shared is not None and st.button("Open this view", key="share_open"):
         try:
-            new_bank, view = lab.open_share(shared.getvalue())
+            new_bank, view = lab.demo.open_share(shared.getvalue())
         except FastmemError as exc:
             st.error(f"Not opened, nothing changed: {exc}")
         else:

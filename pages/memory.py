@@ -2,10 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from fastmem import FastmemError, load_suite
-from fastmem.lab import WRITE_TEMPLATE
-from fastmem.presets import PRESETS
-from fastmem.share import ShareView
+from fastmem import FastmemError, ShareView, load_suite
 from pages._shared import bank_for, bank_matches, page_lab, vis
 
 MAX_TOGGLES = 60  # switches drawn at once; a filter narrows larger memories
@@ -44,7 +41,7 @@ def propose_parts() -> None:
     it runs before the fields are drawn, so they show the guess)."""
     state = st.session_state
     try:
-        proposal = lab.propose_statement(state.get("free_statement", ""))
+        proposal = lab.demo.propose_statement(state.get("free_statement", ""))
     except FastmemError:
         state["free_proposal"] = None
         return
@@ -53,7 +50,7 @@ def propose_parts() -> None:
         proposal.word or "", proposal.context or "", proposal.label or "")
 
 
-def write_rows(rows, on_duplicate, template=WRITE_TEMPLATE):
+def write_rows(rows, on_duplicate, template=None):
     """Write rows with a progress bar; report each row's status (errors next to their row)."""
     rows = [tuple("" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for v in r) for r in rows]
     rows = [r for r in rows if any(x.strip() for x in r)]
@@ -69,7 +66,8 @@ def write_rows(rows, on_duplicate, template=WRITE_TEMPLATE):
         bar.progress(min(1.0, done[0] / len(rows)), text=f"Encoded {done[0]}/{len(rows)}")
 
     try:
-        results = lab.write(bank, rows, template=template, on_duplicate=on_duplicate, progress=progress,
+        results = lab.write(bank, rows, template=template or lab.write_forms[0], on_duplicate=on_duplicate,
+                            progress=progress,
                             value_steps=st.session_state.get("value_steps"))
     except FastmemError as exc:
         bar.empty()
@@ -102,7 +100,7 @@ def show_report():
 
 def load_preset(key: str) -> None:
     try:
-        results = lab.load_preset(bank, key)
+        results = lab.demo.load_preset(bank, key)
     except FastmemError as exc:
         st.error(str(exc))
         return
@@ -112,11 +110,12 @@ def load_preset(key: str) -> None:
 
 def show_preset_questions() -> None:
     key = st.session_state.get("preset_loaded")
-    if key not in PRESETS:
+    presets = {p.key: p for p in lab.demo.presets}
+    if key not in presets:
         return
-    preset = PRESETS[key]
+    preset = presets[key]
     st.markdown(f"**Loaded: {preset.title}.** Suggested questions (each opens on the Inspect page):")
-    for n, (q, prompt) in enumerate(lab.preset_questions(preset)):
+    for n, (q, prompt) in enumerate(lab.demo.preset_questions(preset)):
         c1, c2 = st.columns([3, 1])
         expect = f"expected: ␣{q.expect}" if q.expect else "expected: the memory stays silent"
         c1.markdown(f"`{prompt.text}` — {q.note} *({expect})*")
@@ -128,8 +127,8 @@ def show_preset_questions() -> None:
 if usable:
     st.subheader("Preset scenarios")
     st.caption("One click replaces your memory with a ready-made scenario and lists the questions worth asking.")
-    cols = st.columns(len(PRESETS))
-    for col, preset in zip(cols, PRESETS.values()):
+    cols = st.columns(len(lab.demo.presets))
+    for col, preset in zip(cols, lab.demo.presets):
         with col:
             if st.button(preset.title, key=f"preset_{preset.key}", width="stretch"):
                 load_preset(preset.key)
@@ -245,7 +244,7 @@ def entry_switches(table) -> None:
             e = bank.entries[i]
             key = switch_key(e.word, e.context)
             st.session_state[key] = bank.is_enabled(i)  # the memory is the truth (presets, uploads, deletes)
-            promoted = table[i]["correction promotes"]
+            promoted = table[i]["promotes"]
             label = f"{e.word} · {e.context} → {vis(' ' + e.label)}"
             label += f"  (promotes {promoted})" if promoted else ""
             st.toggle(label, key=key, on_change=set_entry, args=(e.word, e.context))
@@ -255,12 +254,10 @@ st.subheader(f"Entries ({len(bank)})")
 if len(bank) == 0:
     st.info("The memory is empty.")
 else:
-    norms = bank.stacked()["value"].norm(dim=1).tolist()
     table = []
-    for i, e in enumerate(bank.entries):
-        promoted = " ".join(vis(t) for t, _ in lab.correction_tokens(e.value, 3)) if usable and i < 300 else ""
-        table.append({"#": i, "on": "on" if bank.is_enabled(i) else "off", "word": e.word, "context": e.context,
-                      "label": vis(" " + e.label), "correction promotes": promoted, "value norm": round(norms[i], 2)})
+    for row in lab.demo.entry_table(bank, 300 if usable else 0):
+        table.append({**row, "on": "on" if row["on"] else "off", "label": vis(" " + row["label"]),
+                      "promotes": " ".join(vis(t) for t in row["promotes"])})
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key="entries_table")
     if usable:
         entry_switches(table)
@@ -285,21 +282,22 @@ else:
             st.rerun()
 
 st.subheader("Save and load")
-st.download_button("Download memory (.safetensors)", data=bank.to_bytes(lab.calibration.projector_id),
+st.download_button("Download memory (.safetensors)", data=lab.export_memory(bank),
                    file_name=f"fastmem-{bank.model_name.replace('/', '_')}-{len(bank)}.safetensors",
                    mime="application/octet-stream", key="download_memory")
 upload = st.file_uploader("Upload a memory file (replaces the current memory)", type=["safetensors"],
                           key="upload_memory")
 if upload is not None and st.button("Load this memory file", key="load_memory"):
     try:
-        loaded = lab.import_memory(upload.getvalue())
+        loaded, notes = lab.open_memory(upload.getvalue())
     except FastmemError as exc:
         st.error(f"Upload refused, your memory is unchanged: {exc}")
     else:
         st.session_state["bank"] = loaded
         st.session_state["write_report"] = None
         st.session_state.pop("preset_loaded", None)
-        st.session_state["upload_note"] = f"Loaded {len(loaded)} entries ({len(loaded.disabled)} switched off)."
+        st.session_state["upload_note"] = " ".join(
+            [f"Loaded {len(loaded)} entries ({len(loaded.disabled)} switched off)."] + notes)
         st.rerun()
 if st.session_state.get("upload_note"):
     st.success(st.session_state.pop("upload_note"))

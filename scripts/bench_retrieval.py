@@ -3,8 +3,8 @@
 Entries are random vectors (retrieval cost does not depend on what the vectors mean), at the tiny test
 model's hidden size (32) and at SmolLM2-135M's (576). For token_match every entry has 3 word tokens and one of two
 contexts of 2 tokens (like `In game A, blicket means`); the question is one written word with a little noise.
-`token_match exact` switches the shortlist off (fastmem.retrieval.PRUNE_ABOVE) to show what it saves. Timed: one question against the whole memory,
-scoring + top-1 + value pick (fastmem.retrieval.retrieve), per mode, after the memory's stacked tensors
+`token_match exact` switches the shortlist off (fastmem.memory.retrieval.PRUNE_ABOVE) to show what it saves. Timed: one question against the whole memory,
+scoring + top-1 + value pick (fastmem.memory.retrieval.retrieve), per mode, after the memory's stacked tensors
 are built once (`stack` column: that one-off cost after each change to the memory).
 
     python scripts/bench_retrieval.py [--sizes 1 1000 100000] [--hidden 32 576] [--repeats 5]
@@ -21,25 +21,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from fastmem.memory import MemoryBank, MemoryEntry
-from fastmem.projector import KeyProjector, ProjectorConfig
-import fastmem.retrieval as retrieval
-from fastmem.retrieval import KeyGeometry, QueryKeys, retrieve
+from fastmem.memory.bank import MemoryBank, MemoryEntry
+from fastmem.memory.projector import KeyProjector, ProjectorConfig
+import fastmem.memory.retrieval as retrieval
+from fastmem.memory.retrieval import KeyGeometry, QueryKeys, retrieve
 
 MODES = ("raw_both_top1", "dual_key", "both_top1", "context_gate", "average", "token_match", "token_match exact")
 
 
 def synthetic_bank(n: int, d: int, seed: int = 0) -> MemoryBank:
     g = torch.Generator().manual_seed(seed)
-    bank = MemoryBank("synthetic", d, 3, 1, 1, 8, token_layer=1)
     t = {f: torch.randn(n, d, generator=g) for f in ("key", "context_key", "symbol_key", "value")}
     vocab, contexts = torch.randn(4000, d, generator=g), [torch.randn(2, d, generator=g) for _ in range(2)]
     words = vocab[torch.randint(0, 4000, (n, 3), generator=g)]
-    bank.entries = [MemoryEntry(f"w{i}", f"game {i % 2}", "red", 5, "In game A, w means", (11, 12), (3, 9),
-                                t["key"][i], t["context_key"][i], t["symbol_key"][i], t["value"][i], words[i],
-                                contexts[i % 2])
-                    for i in range(n)]
-    return bank
+    return MemoryBank("synthetic", d, 3, 1, 1, 8, [
+        MemoryEntry(f"w{i}", f"game {i % 2}", "red", 5, "In game A, w means", (11, 12), (3, 9), t["value"][i],
+                    key=t["key"][i], context_key=t["context_key"][i], symbol_key=t["symbol_key"][i],
+                    word_tokens=words[i], context_tokens=contexts[i % 2]) for i in range(n)], token_layer=1)
 
 
 def timed(fn, repeats: int) -> float:

@@ -2,7 +2,7 @@
 
 `python scripts/in_context_formats.py` prints, for 12 training words written in game A and game B, how often
 the first answer token is the label under three formats: the bare statements, an instruction line before them,
-and the module's format (`fastmem.in_context.DEMO`: one demonstration binding and one answered question).
+and the module's format (`fastmem.memory.in_context.DEMO`: one demonstration binding and one answered question).
 """
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import random
 
 import torch
 
-from fastmem.decode import answer_states
-from fastmem.in_context import DEMO
-from fastmem.keying import READ_TEMPLATE
+from fastmem.model.decode import answer_states
+from fastmem.memory.in_context import DEMO
+from fastmem.memory.forms import READ_TEMPLATE
 from fastmem.lab import Lab
-from fastmem.prompts import render
-from fastmem.suite import LABELS
+from fastmem.memory.prompts import render
+from fastmem.eval.suite import LABELS
 
 FORMATS = {
     "bare statements": lambda facts: facts,

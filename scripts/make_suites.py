@@ -6,9 +6,9 @@ tests/test_unit_stats_suite.py checks that both shipped files are what this scri
 
     python scripts/make_suites.py
 """
-from fastmem.lm import FrozenLM
-from fastmem.suite import make_builtin_suite, suite_json
-from fastmem.suite_library import (make_multitoken_suite, make_nonce_colour_suite, make_phrasings_suite,
+from fastmem.model.lm import FrozenLM
+from fastmem.eval.suite import make_builtin_suite, suite_json
+from fastmem.eval.suite_library import (make_multitoken_suite, make_nonce_colour_suite, make_phrasings_suite,
                                    make_real_words_suite, make_series_suite, suite_path)
 
 

@@ -5,9 +5,9 @@ statement typed in a free form. The statement forms here appear nowhere else in 
 """
 import random
 
-from fastmem.lm import FrozenLM
-from fastmem.propose import propose
-from fastmem.suite import nonce_words
+from fastmem.model.lm import FrozenLM
+from fastmem.demo.propose import propose
+from fastmem.eval.suite import nonce_words
 
 FORMS = [
     "Over in {context}, people use {word} to mean {label}",

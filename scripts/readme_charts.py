@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fastmem import charts
+from fastmem.demo import charts
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "charts"
 

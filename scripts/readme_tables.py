@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fastmem.metrics import lower_is_better
+from fastmem.eval.metrics import lower_is_better
 
 SELECTIVITY = ("wrong_context", "lookalike", "kept")
 

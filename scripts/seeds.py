@@ -1,6 +1,6 @@
 """The benchmark over several seeds: each seed samples its own suite (the built-in suite's words and labels,
 `make_builtin_suite(seed=s)`) and its own calibration (projector, look-alikes), then the same benchmark runs.
-Prints mean and min-max per experiment, mode and metric (`fastmem.report.seed_spread`).
+Prints mean and min-max per experiment, mode and metric (`fastmem.eval.report.seed_spread`).
 
     python scripts/seeds.py --seeds 0 1 2 --modes none token_match dual_key shuffled [--json seeds.json]
 """
@@ -8,12 +8,13 @@ import argparse
 import json
 from dataclasses import asdict
 
-from fastmem.bench import run_bench
-from fastmem.calibrate import load_or_calibrate
-from fastmem.lm import FrozenLM
-from fastmem.metrics import lower_is_better
-from fastmem.report import seed_spread
-from fastmem.suite import make_builtin_suite
+from fastmem.eval.bench import run_bench
+from fastmem.eval.calibrate import load_or_calibrate
+from fastmem.lab import Lab
+from fastmem.model.lm import FrozenLM
+from fastmem.eval.metrics import lower_is_better
+from fastmem.eval.report import seed_spread
+from fastmem.eval.suite import make_builtin_suite
 
 METRICS = ("write", "read", "plain", "wrong_context", "lookalike", "kept")
 
@@ -30,7 +31,7 @@ def main() -> None:
     for seed in args.seeds:
         suite = make_builtin_suite(seed=seed)
         cal, geometry = load_or_calibrate(lm, suite, 8, seed, show_progress=False)
-        got, _ = run_bench(lm, suite, cal, geometry, modes=args.modes)
+        got, _ = run_bench(Lab(lm, cal, geometry, suite), suite, modes=args.modes)
         rows += got
         print(f"seed {seed}: {len(got)} rows; token_match α {cal.settings('token_match').alpha:g}, threshold "
               f"{cal.settings('token_match').threshold}, token layer {cal.token_layer}", flush=True)

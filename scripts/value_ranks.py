@@ -7,7 +7,7 @@ import argparse
 import statistics
 
 from fastmem import Lab
-from fastmem.suite import bindings
+from fastmem.eval.suite import bindings
 
 
 def main() -> None:

@@ -38,9 +38,9 @@ def smollm2_lab():
 @pytest.fixture(scope="session")
 def tiny_lab(neox):
     """A Lab on the tiny GPT-NeoX, calibrated on the built-in suite (~12 s, once per session)."""
-    from fastmem.calibrate import calibrate
+    from fastmem.eval.calibrate import calibrate
     from fastmem.lab import Lab
-    from fastmem.suite import load_suite
+    from fastmem.eval.suite import load_suite
 
     cal, geo = calibrate(neox, load_suite(), show_progress=False)
     return Lab(neox, cal, geo)

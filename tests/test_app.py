@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from fastmem.memory.file import from_bytes, to_bytes
 
 pytestmark = pytest.mark.integration
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -90,7 +91,7 @@ def test_write_ask_and_see_the_memory_answer():
 
 
 def test_preset_suggested_question_toggle_and_shared_view():
-    from fastmem.share import ShareView
+    from fastmem.demo.share import ShareView
 
     at = new_app()
     at.switch_page("pages/memory.py").run()
@@ -134,10 +135,9 @@ def test_memory_round_trip_delete_clear_and_bad_upload():
     at.button(key="write_table").click().run()
     bank = at.session_state["bank"]
     assert len(bank) == 3
-    data = bank.to_bytes()
-    from fastmem import MemoryBank
+    data = to_bytes(bank)
 
-    again, _ = MemoryBank.from_bytes(data)
+    again, _ = from_bytes(data)
     assert [e.slot for e in again.entries] == [e.slot for e in bank.entries]
     assert all((a.value == b.value).all() for a, b in zip(again.entries, bank.entries))
     at.selectbox(key="entry_pick").set_value(1).run()

@@ -16,34 +16,35 @@ import zipfile
 import pytest
 import torch
 
-from fastmem import memory as memory_mod
+from fastmem.memory import file as memory_file
 from fastmem.errors import (BindingError, FastmemError, MemoryFileError, ModelLoadError,
                             SettingsError, SuiteError)
 from fastmem.lab import Lab, clean_field
-from fastmem.memory import MemoryBank, MemoryEntry
-from fastmem.suite import MAX_SUITE_BYTES, load_suite, suite_json
+from fastmem.memory.bank import MemoryBank, MemoryEntry
+from fastmem.eval.suite import MAX_SUITE_BYTES, load_suite, suite_json
+from fastmem.memory.file import from_bytes, to_bytes
 
 
 # -- helpers ------------------------------------------------------------------------------------
 def fails(bank, fn, exc_type, phrase):
     """`fn()` raises `exc_type` (a FastmemError) whose message contains `phrase`; `bank` is unchanged."""
-    before = bank.to_bytes() if bank is not None else None
+    before = to_bytes(bank) if bank is not None else None
     with pytest.raises(FastmemError) as info:
         fn()
     assert isinstance(info.value, exc_type), f"{type(info.value).__name__}: {info.value}"
     assert phrase.lower() in str(info.value).lower(), str(info.value)
     if bank is not None:
-        assert bank.to_bytes() == before
+        assert to_bytes(bank) == before
     return info.value
 
 
 def row_fails(lab, bank, row, phrase, **kw):
     """Writing one bad row gives status 'error' with `phrase`, and the memory is unchanged."""
-    before = bank.to_bytes()
+    before = to_bytes(bank)
     [result] = lab.write(bank, [row], **kw)
     assert result.status == "error", result
     assert phrase.lower() in (result.error or "").lower(), result.error
-    assert bank.to_bytes() == before
+    assert to_bytes(bank) == before
     return result
 
 
@@ -56,8 +57,7 @@ def bank(tiny_lab):
 
 
 def test_to_bytes_is_deterministic(bank):
-    assert bank.to_bytes() == bank.to_bytes() == bank.copy().to_bytes()
-    assert bank.to_bytes("p") == bank.to_bytes("p") != bank.to_bytes()
+    assert to_bytes(bank) == to_bytes(bank) == to_bytes(bank.copy()) == to_bytes(bank.snapshot())
 
 
 # -- words, contexts, labels ---------------------------------------------------------------------
@@ -103,7 +103,7 @@ def test_label_unknown_to_the_vocabulary(tiny_lab, bank):
 def test_label_one_token_only_without_leading_space_is_several(tiny_lab, smollm2_lab):
     """With a real BPE tokenizer: a label's tokens are those *with* its leading space (the answer follows
     a space), so a word that is one token only without it is stored as several."""
-    from fastmem.lm import FrozenLM
+    from fastmem.model.lm import FrozenLM
     from tiny import tiny_neox
 
     tok = smollm2_lab.lm.tokenizer
@@ -130,9 +130,9 @@ def test_word_occurring_twice_uses_the_last(tiny_lab, bank):
     assert p.word_span == (7, 10)
     p = tiny_lab.parse_question("what is cat in category?", word="cat")
     assert p.word_span == (8, 11)  # a whole-word occurrence wins over one inside 'category'
-    before = bank.to_bytes()
+    before = to_bytes(bank)
     assert tiny_lab.ask(bank, p).answer
-    assert bank.to_bytes() == before
+    assert to_bytes(bank) == before
 
 
 @pytest.mark.parametrize("word", ["cat", "x", "blicket-dax-wug-toma"])
@@ -152,11 +152,11 @@ def test_context_missing_from_the_question(tiny_lab, bank):
 
 
 def test_context_never_written(tiny_lab, bank):
-    before = bank.to_bytes()
+    before = to_bytes(bank)
     got = tiny_lab.ask(bank, tiny_lab.question("dax", "game Z"), mode="context_gate")
     assert got.chosen == -1 and "no entry of context 'game z'" in got.reason.lower()
     assert got.answer == got.base_answer
-    assert bank.to_bytes() == before
+    assert to_bytes(bank) == before
 
 
 # -- odd characters and sizes -------------------------------------------------------------------
@@ -180,8 +180,8 @@ def test_control_or_invisible_characters(tiny_lab, bank, text):
 
 
 def test_control_characters_in_a_question(tiny_lab, bank):
-    fails(bank, lambda: tiny_lab.parse_question("what is \x00dax?"), BindingError, "control characters")
-    fails(bank, lambda: tiny_lab.parse_question("what is \ud800?"), BindingError, "control characters")
+    fails(bank, lambda: tiny_lab.parse_question("what is \x00dax?"), BindingError, "control or invisible characters")
+    fails(bank, lambda: tiny_lab.parse_question("what is \ud800?"), BindingError, "control or invisible characters")
     assert tiny_lab.parse_question("what is\ndax?").word == "dax"  # newlines and tabs are fine
 
 
@@ -203,9 +203,9 @@ def test_template_text_in_a_field(tiny_lab, bank, word):
 def test_braces_in_a_typed_question_are_plain_text(tiny_lab, bank):
     p = tiny_lab.parse_question("what is {word} {dax}?")
     assert p.word == "dax"
-    before = bank.to_bytes()
+    before = to_bytes(bank)
     assert isinstance(tiny_lab.ask(bank, p).answer, str)
-    assert bank.to_bytes() == before
+    assert to_bytes(bank) == before
 
 
 @pytest.mark.parametrize("template, phrase", [
@@ -243,9 +243,9 @@ def test_duplicate_binding_replaces_by_default(tiny_lab, bank):
 
 
 def test_duplicate_binding_keep(tiny_lab, bank):
-    before = bank.to_bytes()
+    before = to_bytes(bank)
     [r] = tiny_lab.write(bank, [("blicket", "game A", "green")], on_duplicate="keep")
-    assert r.status == "kept" and bank.to_bytes() == before
+    assert r.status == "kept" and to_bytes(bank) == before
 
 
 def test_duplicate_within_one_batch(tiny_lab, bank):
@@ -325,9 +325,9 @@ def test_rekey_layer_out_of_range(tiny_lab, bank, layer):
 
 
 def test_rekey_leaves_the_original(tiny_lab, bank):
-    before = bank.to_bytes()
+    before = to_bytes(bank)
     new = tiny_lab.rekey(bank, 1)
-    assert new.key_layer == 1 and len(new) == len(bank) and bank.to_bytes() == before
+    assert new.key_layer == 1 and len(new) == len(bank) and to_bytes(bank) == before
     for a, b in zip(new.entries, bank.entries):
         assert torch.equal(a.value, b.value) and a.slot == b.slot
 
@@ -335,14 +335,16 @@ def test_rekey_leaves_the_original(tiny_lab, bank):
 # -- memories of 1 and of 100,000 entries -----------------------------------------------------
 def synthetic_bank(lab: Lab, n: int, seed: int = 0) -> MemoryBank:
     g = torch.Generator().manual_seed(seed)
-    b = lab.new_memory()
-    d = b.hidden_size
+    empty = lab.new_memory()
+    d = empty.hidden_size
     t = {f: torch.randn(n, d, generator=g) for f in ("key", "context_key", "symbol_key", "value")}
     words, contexts = torch.randn(n, 3, d, generator=g), torch.randn(n, 2, d, generator=g)
     text = "In game A, w means"
-    b.entries = [MemoryEntry(f"w{i}", "game A", "red", 5, text, (11, 12), (3, 9), t["key"][i], t["context_key"][i],
-                             t["symbol_key"][i], t["value"][i], words[i], contexts[i]) for i in range(n)]
-    return b
+    entries = [MemoryEntry(f"w{i}", "game A", "red", 5, text, (11, 12), (3, 9), t["value"][i], key=t["key"][i],
+                           context_key=t["context_key"][i], symbol_key=t["symbol_key"][i], word_tokens=words[i],
+                           context_tokens=contexts[i]) for i in range(n)]
+    return MemoryBank(empty.model_name, d, empty.key_layer, empty.context_layer, empty.symbol_layer,
+                      empty.value_steps, entries, empty.token_layer)
 
 
 def test_memory_of_one_entry(tiny_lab):
@@ -353,16 +355,15 @@ def test_memory_of_one_entry(tiny_lab):
         assert got.chosen in (-1, 0) and got.scores.shape == (1,)
 
 
-def test_memory_of_100k_entries_stays_fast(tiny_lab):
+def test_a_memory_of_100k_entries_answers_in_every_mode(tiny_lab):
+    """(How fast is measured by scripts/bench_retrieval.py and `fastmem scale`, not here.)"""
     b = synthetic_bank(tiny_lab, 100_000)
     q = tiny_lab.question("dax", "game B")
-    tiny_lab.ask(b, q)  # builds the stacked tensors once
-    start = time.perf_counter()
-    for mode in ("dual_key", "raw_both_top1", "both_top1", "token_match"):
+    for mode in ("dual_key", "raw_both_top1", "both_top1", "token_match", "span_match"):
         got = tiny_lab.ask(b, q, mode=mode, threshold=None)
         assert got.scores.shape == (100_000,) and -1 <= got.chosen < 100_000
-        assert got.chosen >= 0 or mode == "token_match"  # random token keys may match nothing at all
-    assert (time.perf_counter() - start) / 4 < 2.0  # measured ~0.05 s; generous for a shared CI box
+        # random keys may match nothing at all; no entry's word is a known token, so slot-free reading finds none
+        assert got.chosen >= 0 or mode in ("token_match", "span_match")
 
 
 # -- suite files -------------------------------------------------------------------------------
@@ -448,7 +449,7 @@ def import_fails(lab, bank, data, phrase, file_level=True):
     `file_level`: the file alone is bad (MemoryBank.from_bytes refuses it too), not just its model."""
     fails(bank, lambda: lab.import_memory(data), MemoryFileError, phrase)
     if file_level:
-        fails(bank, lambda: MemoryBank.from_bytes(data, expect_hidden_size=lab.lm.hidden_size), MemoryFileError, "")
+        fails(bank, lambda: from_bytes(data, expect_hidden_size=lab.lm.hidden_size), MemoryFileError, "")
 
 
 def test_round_trip_is_exact(tiny_lab, bank):
@@ -461,10 +462,8 @@ def test_round_trip_is_exact(tiny_lab, bank):
     for a, b in zip(back.entries, bank.entries):
         for f in ("word", "context", "label", "label_id", "write_text", "word_span", "context_span"):
             assert getattr(a, f) == getattr(b, f)
-        for f in ("key", "context_key", "symbol_key", "value"):
-            assert torch.equal(getattr(a, f), getattr(b, f)) and getattr(a, f).dtype == torch.float32
-    _, projector_id = MemoryBank.from_bytes(data)
-    assert projector_id == tiny_lab.calibration.projector_id is not None
+        assert torch.equal(a.value, b.value) and a.value.dtype == torch.float32
+    assert from_bytes(data)[1] == []  # checked by its digest: no note
     assert tiny_lab.export_memory(back) == data
     q = tiny_lab.question("dax", "game B")
     assert torch.equal(tiny_lab.ask(back, q).logits, tiny_lab.ask(bank, q).logits)
@@ -473,7 +472,7 @@ def test_round_trip_is_exact(tiny_lab, bank):
 def test_round_trip_of_an_empty_memory(tiny_lab):
     empty = tiny_lab.new_memory()
     back = tiny_lab.import_memory(tiny_lab.export_memory(empty))
-    assert len(back) == 0 and back.to_bytes() == empty.to_bytes()
+    assert len(back) == 0 and to_bytes(back) == to_bytes(empty)
 
 
 def test_memory_file_truncated(tiny_lab, bank):
@@ -495,43 +494,48 @@ def test_memory_file_corrupted(tiny_lab, bank):
 def test_memory_file_with_nan_values(tiny_lab, bank):
     poisoned = bank.copy()
     e = poisoned.entries[0]
-    poisoned.entries[0] = dataclasses.replace(e, value=torch.full_like(e.value, math.nan))
-    import_fails(tiny_lab, bank, poisoned.to_bytes(), "NaN")
+    for bad in (math.nan, math.inf, 3e38):
+        poisoned.add(dataclasses.replace(e, value=torch.full_like(e.value, bad)))
+        import_fails(tiny_lab, bank, to_bytes(poisoned), "out-of-range")
 
 
 def test_memory_file_of_another_model(tiny_lab, bank):
     other = MemoryBank("other-model", 64, 3, 1, 1, 8)
-    import_fails(tiny_lab, bank, other.to_bytes(), "hidden size 64")
+    import_fails(tiny_lab, bank, to_bytes(other), "hidden size 64")
     same_size = MemoryBank("other-model", bank.hidden_size, 3, 1, 1, 8)
-    import_fails(tiny_lab, bank, same_size.to_bytes(), "belongs to 'other-model'", file_level=False)
+    import_fails(tiny_lab, bank, to_bytes(same_size), "belongs to 'other-model'", file_level=False)
     deep = MemoryBank(bank.model_name, bank.hidden_size, 40, 1, 1, 8)
-    import_fails(tiny_lab, bank, deep.to_bytes(), "layers beyond", file_level=False)
+    import_fails(tiny_lab, bank, to_bytes(deep), "layers beyond", file_level=False)
 
 
 def test_memory_file_label_outside_the_vocabulary(tiny_lab, bank):
-    meta = json.loads(memory_mod._read_header(bank.to_bytes())["manifest"])
+    meta = json.loads(memory_file.read_header(to_bytes(bank))["manifest"])
     entries = [{**e, "label_id": 99999} for e in meta["entries"]]
     import_fails(tiny_lab, bank, manifest_file(bank, entries=entries), "outside this model's vocabulary",
                  file_level=False)
 
 
-def manifest_file(bank: MemoryBank, version: str = "2", fmt: str = "fastmem-memory", **changes) -> bytes:
-    """A memory file with its header fields or manifest changed (written with the library's own writer)."""
-    meta = json.loads(memory_mod._read_header(bank.to_bytes("p"))["manifest"])
+def manifest_file(bank: MemoryBank, version: str = "4", fmt: str = "fastmem-memory", **changes) -> bytes:
+    """A memory file with its manifest changed and a digest made anew, so that what lies behind the digest (the
+    checks of every field) is what is tested; or another format or version (no digest)."""
+    from safetensors.torch import load
+
+    data = to_bytes(bank)
+    meta = json.loads(memory_file.read_header(data)["manifest"])
     meta.update(changes)
-    fields = memory_mod._TENSOR_FIELDS + (memory_mod._TOKEN_FIELDS if bank.token_layer >= 0 else ())
-    tensors = {f: bank.stacked()[f] for f in fields}
-    return memory_mod._st_save(tensors, {"format": fmt, "version": version, "manifest": json.dumps(meta)})
+    if version == "4" and fmt == "fastmem-memory":
+        return memory_file.sealed(load(data), json.dumps(meta))
+    return memory_file.save_tensors(load(data), {"format": fmt, "version": version, "manifest": json.dumps(meta)})
 
 
 def test_memory_file_of_a_future_version(tiny_lab, bank):
-    import_fails(tiny_lab, bank, manifest_file(bank, version="4"), "version '4' is not supported")
+    import_fails(tiny_lab, bank, manifest_file(bank, version="5"), "version '5' is not supported")
 
 
 @pytest.mark.parametrize("changes, phrase", [
     ({"hidden_size": "32"}, "malformed"), ({"hidden_size": 1e400}, "malformed"), ({"key_layer": -1}, "malformed"),
-    ({"entries": {"a": 1}}, "malformed"), ({"model_name": None}, "malformed"), ({"projector_id": 5}, "malformed"),
-    ({"entries": []}, "shape"),
+    ({"entries": {"a": 1}}, "malformed"), ({"model_name": None}, "malformed"), ({"projector_id": "p"}, "does not know"),
+    ({"entries": []}, "shape"), ({"value_steps": 10 ** 9}, "value steps"), ({"value_steps": 0}, "value steps"),
 ])
 def test_memory_file_with_a_bad_manifest(tiny_lab, bank, changes, phrase):
     import_fails(tiny_lab, bank, manifest_file(bank, **changes), phrase)
@@ -566,7 +570,7 @@ def test_zip_and_zip_bomb(tiny_lab, bank):
 
 def test_oversized_upload(tiny_lab, bank, monkeypatch):
     data = tiny_lab.export_memory(bank)
-    monkeypatch.setattr(memory_mod, "MAX_FILE_BYTES", len(data) - 1)
+    monkeypatch.setattr(memory_file, "MAX_FILE_BYTES", len(data) - 1)
     import_fails(tiny_lab, bank, data, "memory files are at most")
     fails(bank, lambda: tiny_lab.import_memory(bytearray(data)), MemoryFileError, "at most")
 
@@ -589,7 +593,7 @@ def test_memory_of_another_model_at_ask(tiny_lab, bank):
 
 # -- models ------------------------------------------------------------------------------------
 def test_model_that_does_not_exist(monkeypatch):
-    from fastmem.loading import load_model
+    from fastmem.model.loading import load_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
@@ -600,7 +604,7 @@ def test_model_that_does_not_exist(monkeypatch):
 
 
 def test_folder_that_is_not_a_model(tmp_path):
-    from fastmem.loading import load_model
+    from fastmem.model.loading import load_model
 
     (tmp_path / "notes.txt").write_text("hello")
     fails(None, lambda: load_model(str(tmp_path), "cpu"), ModelLoadError, "not a model")
@@ -611,10 +615,10 @@ def test_folder_that_is_not_a_model(tmp_path):
 
 # -- free statements (word, context and label marked by the user) ---------------------------------------
 def statement_fails(lab, bank, statement, word, context, label, phrase):
-    before = bank.to_bytes()
+    before = to_bytes(bank)
     result = lab.write_statement(bank, statement, word, context, label)
     assert result.status == "error" and phrase.lower() in result.error.lower(), result
-    assert bank.to_bytes() == before
+    assert to_bytes(bank) == before
 
 
 def test_free_statement_is_written_and_keyed_like_a_form(tiny_lab):

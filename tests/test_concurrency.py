@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from fastmem.suite import LABELS
+from fastmem.eval.suite import LABELS
 
 THREADS = 8
 

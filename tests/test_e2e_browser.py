@@ -180,7 +180,8 @@ def test_share_file_reopens_the_view_and_bad_json_changes_nothing(page, shots, t
     pg.get_by_role("button", name="Open this view").click()
     idle(pg)
     expect(pg.get_by_label("Question", exact=True)).to_have_value("Question: in game B, what is blicket? Answer:")
-    expect(pg.locator(".st-key-reason_box")).to_contain_text("'blicket' in context 'game B'")
+    expect(pg.locator(".st-key-reason_box")).to_contain_text("entry 'blicket' in 'game B' matches")
+    expect(pg.locator(".st-key-reason_box")).to_contain_text("switched off")
     idle(pg)
     pg.locator(".st-key-gen_mem_box [data-testid=stCode]").wait_for()
     expect(pg.get_by_test_id("stSidebar").get_by_test_id("stMetricValue")).to_have_text("2")  # the shared memory

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastmem.bench import run_bench
-from fastmem.loading import _gguf_cache_folder, load_model, smollm2_gguf_path
-from fastmem.prompts import render
-from fastmem.suite import bindings
-from fastmem.values import ce_gradient, one_step_value
+from fastmem.eval.bench import run_bench
+from fastmem.model.loading import _gguf_cache_folder, load_model, smollm2_gguf_path
+from fastmem.memory.prompts import render
+from fastmem.eval.suite import bindings
+from fastmem.memory.values import ce_gradient, one_step_value
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def test_value_is_minus_ce_gradient_on_smollm2(smollm2_lab):
 
 def test_small_benchmark_on_smollm2(smollm2_lab):
     lab = smollm2_lab
-    rows, _ = run_bench(lab.lm, lab.suite, lab.calibration, lab.geometry, experiments=["new lab north/south"],
+    rows, _ = run_bench(lab, lab.suite, experiments=["new lab north/south"],
                         modes=["none", "dual_key", "both_top1", "token_match"], words_per_experiment=8)
     rate = {(r.mode, r.metric): r.rate for r in rows}
     n = {(r.mode, r.metric): r.n for r in rows}
@@ -114,10 +114,11 @@ def test_the_readme_api_example_runs_and_says_what_it_shows(smollm2_lab, tmp_pat
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "'\\nA' -> ' guinea pig'", out
-    assert out[1].startswith("Asked 'blicket' in context 'game A'. Top-1 is 'blicket' in 'game A' -> 'guinea pig'")
-    assert out[2].startswith("Keyed on your marks:") and out[2].endswith("' a glass of milk'"), out
-    assert "nothing injected" in out[3] and "'blicket' is written only in 'game A', 'game B'" in out[3]
+    assert out[0] == "'<|im_end|>' -> ' guinea pig'", out
+    assert out[1].startswith("Found the word 'blicket' (1.00) and the context 'game A' (1.00): entry 'blicket' in "
+                             "'game A' -> 'guinea pig'"), out
+    assert out[2] == "' a glass of milk'", out
+    assert out[3].startswith("'\\n' |") and "'blicket' is written only in 'game A', 'game B'" in out[3], out
     assert (tmp_path / "memory.safetensors").stat().st_size > 0
 
 
@@ -133,9 +134,9 @@ def test_codebook_answers_its_one_question_form_and_says_why_it_leaves_a_paraphr
 
 
 def test_in_context_prompts_on_smollm2_cached_or_whole_give_one_answer(smollm2_lab, monkeypatch):
-    from fastmem import in_context
-    from fastmem.in_context import build_prompts, final_states, in_context_readout
-    from fastmem.metrics import LabelIndex
+    from fastmem.memory import in_context
+    from fastmem.memory.in_context import build_prompts, final_states, in_context_readout
+    from fastmem.eval.metrics import LabelIndex
 
     lab = smollm2_lab
     bank = lab.new_memory()
@@ -159,11 +160,12 @@ def test_benchmark_verdicts_equal_what_the_app_answers(smollm2_lab):
     """One path: a sample of the benchmark's probes (read, wrong context, look-alike, plain, sibling, multi-token
     labels) scored by the benchmark, one probe at a time, and asked through Lab.ask in a memory written through
     Lab.write: every verdict is the same."""
-    from fastmem.bench import StateStore, experiment_probes, score_probes
-    from fastmem.calibrate import empty_bank
-    from fastmem.engine import write_entries
-    from fastmem.metrics import LabelIndex, hit_mask, probe_set
-    from fastmem.suite import load_suite
+    from fastmem.eval.probesets import experiment_probes
+    from fastmem.eval.scoring import StateStore, score_probes
+    from fastmem.eval.calibrate import empty_bank
+    from fastmem.memory.engine import write_entries
+    from fastmem.eval.metrics import LabelIndex, hit_mask, probe_set
+    from fastmem.eval.suite import load_suite
 
     lab = smollm2_lab
     suite = load_suite("multitoken")

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from fastmem.typed import chat_turn
+from fastmem.eval.typed import chat_turn
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from fastmem import FastmemError
-from fastmem.presets import PRESETS, get_preset
-from fastmem.share import ShareFileError, ShareView, dump_share, memory_bytes, parse_share
+from fastmem.demo.presets import PRESETS, get_preset
+from fastmem.demo.share import ShareFileError, ShareView, dump_share, memory_bytes, parse_share, share_digest
 
 
 def test_presets_are_complete():
@@ -41,7 +41,7 @@ def test_share_round_trip_and_defaults():
                      question="Question: in game A, what is x? Answer:", mark_word="x", mark_context="game A")
     text = dump_share(b"\x00memory\xff", "m", view)
     doc = parse_share(text.encode())
-    assert doc.version == 1 and doc.format == "fastmem-share" and doc.model == "m"
+    assert doc.version == 2 and doc.format == "fastmem-share" and doc.model == "m"
     assert doc.view == view and memory_bytes(doc) == b"\x00memory\xff"
     assert parse_share(dump_share(b"", "m", ShareView())).view.threshold == "default"
 
@@ -51,7 +51,8 @@ def test_share_round_trip_and_defaults():
     ("{not json", "invalid JSON"),
     ("[1, 2]", "not a fastmem share"),
     ('{"format": "other"}', "not a fastmem share"),
-    ('{"format": "fastmem-share", "version": 2, "model": "m", "memory": ""}', "version 2 is not supported"),
+    ('{"format": "fastmem-share", "version": 3, "model": "m", "memory": ""}', "version 3 is not supported"),
+    ('{"format": "fastmem-share", "version": 2, "model": "m", "memory": ""}', "do not match its SHA-256"),
     ('{"format": "fastmem-share", "version": 1, "memory": ""}', "model"),
     ('{"format": "fastmem-share", "version": 1, "model": "m", "memory": "", "view": {"alpha": "x"}}', "view.alpha"),
     ('{"format": "fastmem-share", "version": 1, "model": "m", "memory": "", "extra": 1}', "extra"),
@@ -73,16 +74,16 @@ def test_lab_preset_and_share_on_tiny_model(tiny_lab):
     lab = tiny_lab
     bank = lab.new_memory()
     lab.write(bank, [("dax", "game A", "green")])
-    results = lab.load_preset(bank, "blicket")
+    results = lab.demo.load_preset(bank, "blicket")
     assert [r.status for r in results] == ["added", "added"]
     assert [e.slot for e in bank.entries] == [("blicket", "game A"), ("blicket", "game B")]  # replaced
-    questions = lab.preset_questions("failures")
+    questions = lab.demo.preset_questions("failures")
     assert [p.text for _, p in questions][-1] == lab.question("blicket").text
     bank.set_enabled(1, False)
 
     view = ShareView(mode="dual_key", alpha=3.0, threshold=0.4, question=questions[0][1].text)
-    text = lab.share(bank, view)
-    again, got = lab.open_share(text)
+    text = lab.demo.share(bank, view)
+    again, got = lab.demo.open_share(text)
     assert got == view
     assert [e.slot for e in again.entries] == [e.slot for e in bank.entries]
     assert again.disabled == {("blicket", "game B")}
@@ -93,13 +94,20 @@ def test_lab_open_share_refuses_what_does_not_fit(tiny_lab):
     lab = tiny_lab
     bank = lab.new_memory()
     lab.write(bank, [("blicket", "game A", "red")])
-    good = json.loads(lab.share(bank, ShareView()))
+    good = json.loads(lab.demo.share(bank, ShareView()))
+
+    def resealed(doc):  # a share whose digest matches its (bad) contents: the checks behind the digest
+        view = ShareView.model_construct(**doc["view"])
+        return json.dumps({**doc, "sha256": share_digest(doc["model"], doc["memory"], view)})
+
     bad_mode = {**good, "view": {**good["view"], "mode": "telepathy"}}
     with pytest.raises(ShareFileError, match="mode"):
-        lab.open_share(json.dumps(bad_mode))
+        lab.demo.open_share(resealed(bad_mode))
     bad_alpha = {**good, "view": {**good["view"], "alpha": -5}}
     with pytest.raises(ShareFileError):
-        lab.open_share(json.dumps(bad_alpha))
+        lab.demo.open_share(resealed(bad_alpha))
+    with pytest.raises(ShareFileError, match="SHA-256"):
+        lab.demo.open_share(json.dumps(bad_mode))  # changed without a new digest: damaged
     broken = {**good, "memory": base64.b64encode(b"not a memory file").decode()}
     with pytest.raises(FastmemError):
-        lab.open_share(json.dumps(broken))
+        lab.demo.open_share(json.dumps(broken))

@@ -1,8 +1,9 @@
 """The post's layout of benchmark results: pivot and plain-text table (pure, no model)."""
 import pytest
 
-from fastmem import report
-from fastmem.bench import LOWER_IS_BETTER, Row
+from fastmem.eval import report
+from fastmem.eval.metrics import LOWER_IS_BETTER
+from fastmem.eval.scoring import Row
 
 
 def _row(exp, mode, metric, rate, post=None, alpha=4.0, thr=0.5):
@@ -75,7 +76,7 @@ def test_cell_without_post(bad):
 
 
 def test_seed_spread_means_and_ranges_per_cell():
-    from fastmem.report import seed_spread
+    from fastmem.eval.report import seed_spread
 
     rows = [{"experiment": "e", "mode": "m", "metric": "read", "rate": r, "seed": s, "n": 10}
             for s, r in enumerate((0.9, 1.0, 0.8))]

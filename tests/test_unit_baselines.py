@@ -3,15 +3,17 @@ keys and deferral radius, and their rows in the benchmark."""
 import pytest
 import torch
 
-from fastmem import in_context
-from fastmem.bench import BENCH_MODES, fact_probes, score_probes
-from fastmem.codebook import canonical_question, codebook_keys, codebook_scores
-from fastmem.engine import answer, prompt_states
+from fastmem.memory import in_context
+from fastmem.eval.bench import BENCH_MODES
+from fastmem.eval.probesets import fact_probes
+from fastmem.eval.scoring import score_probes
+from fastmem.memory.codebook import canonical_question, codebook_keys, codebook_scores
+from fastmem.memory.engine import answer, prompt_states
 from fastmem.errors import SettingsError
-from fastmem.in_context import InContextPrompt, build_prompts, final_states, in_context_readout, statements
-from fastmem.keying import READ_TEMPLATE
-from fastmem.metrics import LabelIndex, probe_set
-from fastmem.prompts import render
+from fastmem.memory.in_context import InContextPrompt, build_prompts, final_states, in_context_readout, statements
+from fastmem.memory.forms import READ_TEMPLATE
+from fastmem.eval.metrics import LabelIndex, probe_set
+from fastmem.memory.prompts import render
 
 ROWS = [("blicket", "game A", "red"), ("blicket", "game B", "blue"), ("dax", "game A", "green"),
         ("dax", "game B", "cat")]
@@ -48,7 +50,7 @@ def test_statements_run_once_and_cached_give_the_states_of_whole_prompts(model, 
 def test_in_context_word_puts_in_only_the_asked_words_statements(tiny_lab, memory):
     assert statements(memory, "in_context_word", "dax") == ["In game A, dax means green.", "In game B, dax means cat."]
     assert len(statements(memory, "in_context_all", "dax")) == 4
-    memory.disabled.add(("dax", "game B"))  # a switched-off entry is not put in the prompt either
+    memory.set_enabled([e.slot for e in memory.entries].index(("dax", "game B")), False)  # a switched-off entry is not put in the prompt either
     assert statements(memory, "in_context_word", "dax") == ["In game A, dax means green."]
     with pytest.raises(SettingsError, match="in-context mode"):
         statements(memory, "token_match", "dax")
@@ -118,8 +120,8 @@ def test_codebook_uses_the_nearest_key_only_within_the_deferral_radius(tiny_lab,
 
 
 def test_baselines_score_every_mode_per_size_and_cost_grows_only_in_context(tiny_lab, monkeypatch):
-    from fastmem.baselines import DEFAULT_MODES, format_baselines, run_baselines
-    from fastmem.scale import size_label
+    from fastmem.eval.baselines import DEFAULT_MODES, format_baselines, run_baselines
+    from fastmem.eval.scale import size_label
 
     rows, costs = run_baselines(tiny_lab, [2, 8], DEFAULT_MODES, seed=0, questions=4, timed=2)
     for size in (2, 8):

@@ -3,11 +3,13 @@ import math
 
 import pytest
 
-from fastmem.bench import BENCH_MODES, METRICS, rows_to_csv, run_bench
-from fastmem.report import format_table
-from fastmem.calibrate import calibrate
-from fastmem.retrieval import MODES
-from fastmem.suite import make_builtin_suite
+from fastmem.lab import Lab
+
+from fastmem.eval.bench import BENCH_MODES, METRICS, rows_to_csv, run_bench
+from fastmem.eval.report import format_table
+from fastmem.eval.calibrate import calibrate
+from fastmem.memory.modes import MODES
+from fastmem.eval.suite import make_builtin_suite
 from test_unit_lm import checksum
 
 WORDS = 3
@@ -41,7 +43,7 @@ def test_calibration_leaves_the_model_unchanged(neox, calibrated):
 def test_run_bench_rows_for_every_experiment_mode_metric(neox, small_suite, calibrated):
     cal, geometry, before = calibrated
     progress = []
-    rows, timing = run_bench(neox, small_suite, cal, geometry, modes=BENCH_MODES, words_per_experiment=WORDS,
+    rows, timing = run_bench(Lab(neox, cal, geometry), small_suite, modes=BENCH_MODES, words_per_experiment=WORDS,
                              progress=lambda done, total: progress.append((done, total)))
     experiments = [e.name for e in small_suite.experiments]
     metrics = METRICS + tuple(f"paraphrase:{p.name}" for p in small_suite.paraphrases)
@@ -77,7 +79,7 @@ def test_run_bench_rows_for_every_experiment_mode_metric(neox, small_suite, cali
 
 def test_run_bench_subset_of_experiments_and_modes(neox, small_suite, calibrated):
     cal, geometry, _ = calibrated
-    rows, _ = run_bench(neox, small_suite, cal, geometry, experiments=["same game A/B"], modes=["none", "dual_key"],
+    rows, _ = run_bench(Lab(neox, cal, geometry), small_suite, experiments=["same game A/B"], modes=["none", "dual_key"],
                         words_per_experiment=2)
     assert {(r.experiment, r.mode) for r in rows} == {("same game A/B", "none"), ("same game A/B", "dual_key")}
     none = {r.metric: r for r in rows if r.mode == "none"}

@@ -1,11 +1,11 @@
 """The Experiments page's library call: per-binding results under the benchmark's read rule."""
 import pytest
 
-from fastmem.experiment import run_experiment
+from fastmem.eval.experiment import run_experiment
 
 
 def test_run_experiment_scores_each_binding_with_the_benchmark_rule(tiny_lab):
-    got = tiny_lab.run_experiment(tiny_lab.suite, "same game A/B", 3, "token_match")
+    got = tiny_lab.runs.experiment(tiny_lab.suite, "same game A/B", 3, "token_match")
     assert [(r.word, r.context) for r in got] == [(w.word, c) for w in tiny_lab.suite.split("test")[:3]
                                                   for c in ("game A", "game B")]
     for r in got:
@@ -33,7 +33,7 @@ def test_typed_questions_in_paraphrase_forms_are_keyed_on_word_and_context(tiny_
 
 def test_marking_accepts_the_context_after_the_word_and_refuses_overlaps(tiny_lab):
     from fastmem.errors import BindingError
-    from fastmem.prompts import mark
+    from fastmem.memory.prompts import mark
 
     q = tiny_lab.parse_question("Question: what does blicket mean in game A? Answer:", word="blicket",
                                 context="game A")

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fastmem.arch import arch_names, get_module
+from fastmem.model.arch import arch_names, get_module
 from fastmem.errors import LabelError, ModelLoadError
-from fastmem.lm import MAX_LABEL_TOKENS
-from fastmem.prompts import render
+from fastmem.model.lm import MAX_LABEL_TOKENS
+from fastmem.memory.prompts import render
 
 WRITE = "In {context}, {word} means"
 READ = "Question: in {context}, what is {word}? Answer:"
@@ -133,9 +133,9 @@ def test_arch_names_unknown_model_type_raises():
 
 
 def test_model_is_frozen_and_unchanged_by_reads_and_writes(lm):
-    from fastmem.engine import answer, make_entries
-    from fastmem.memory import MemoryBank
-    from fastmem.retrieval import KeyGeometry
+    from fastmem.memory.engine import answer, make_entries
+    from fastmem.memory.bank import MemoryBank
+    from fastmem.memory.retrieval import KeyGeometry
 
     assert not any(p.requires_grad for p in lm.model.parameters())
     before = checksum(lm.model)

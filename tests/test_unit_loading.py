@@ -4,9 +4,9 @@ import torch
 import pytest
 
 from fastmem.errors import ModelLoadError
-from fastmem.lm import FrozenLM
-from fastmem.loading import load_model
-from fastmem.prompts import render
+from fastmem.model.lm import FrozenLM
+from fastmem.model.loading import load_model
+from fastmem.memory.prompts import render
 
 
 def test_unknown_hub_id_offline_names_the_offline_model(monkeypatch):

@@ -3,13 +3,14 @@ read back token by token, stored in memory files, scored as whole sequences."""
 import pytest
 import torch
 
-from fastmem import decode, readout
-from fastmem.bench import score_probes
-from fastmem.engine import answer, prompt_states
-from fastmem.memory import MemoryBank
-from fastmem.metrics import LabelIndex, hit_mask, probe_set
-from fastmem.prompts import render
-from fastmem.values import ce_gradient
+from fastmem.model import decode
+from fastmem.memory import readout
+from fastmem.eval.scoring import score_probes
+from fastmem.memory.engine import answer, prompt_states
+from fastmem.eval.metrics import LabelIndex, hit_mask, probe_set, read_answers
+from fastmem.memory.prompts import render
+from fastmem.memory.values import ce_gradient
+from fastmem.memory.file import from_bytes, to_bytes
 
 WRITE = "In {context}, {word} means"
 READ = "Question: in {context}, what is {word}? Answer:"
@@ -76,7 +77,7 @@ def test_memory_file_keeps_every_tokens_value(tiny_lab):
     assert [e.label_ids for e in again.entries] == [e.label_ids for e in bank.entries]
     for a, b in zip(again.entries, bank.entries):
         assert torch.equal(a.values, b.values)
-    assert again.to_bytes("x") == bank.to_bytes("x")
+    assert to_bytes(again) == to_bytes(bank)
 
 
 def _read_rate(lab, bank, values_of=None) -> float:
@@ -97,9 +98,7 @@ def test_read_metric_needs_every_tokens_own_value(tiny_lab):
     swapped_b = torch.cat([a.tail_values[:1], b.tail_values[1:]])
     from dataclasses import replace
 
-    bank.entries[0] = replace(a, tail_values=swapped_a)
-    bank.entries[1] = replace(b, tail_values=swapped_b)
-    bank._stacked = None
+    bank.add_many([replace(a, tail_values=swapped_a), replace(b, tail_values=swapped_b)])  # replaced in place
     assert _read_rate(tiny_lab, bank) <= 1 / 3  # only the one-token label is still read
 
 
@@ -124,22 +123,18 @@ def test_one_token_labels_decode_nothing(tiny_lab, monkeypatch):
         raise AssertionError("decoded although every label is one token")
 
     monkeypatch.setattr(readout, "greedy", no_decoding)
-    out = readout.read_answers(tiny_lab.lm, bank, reads, got, 4.0)
+    out = read_answers(tiny_lab.lm, bank, reads, got, 4.0)
     assert out.length == 1 and torch.equal(out.ids[:, 0], got.ids)
 
 
 def test_version_2_file_loads_with_one_token_labels(tiny_lab):
-    from fastmem import memory as memory_mod
-    import json
+    from fastmem.memory import file as memory_file
 
     bank = tiny_lab.new_memory()
     tiny_lab.write(bank, [("wug", "game A", "red")])
-    meta = json.loads(memory_mod._read_header(bank.to_bytes("p"))["manifest"])
-    for row in meta["entries"]:
-        row.pop("tail_ids")
-    tensors = {f: bank.stacked()[f] for f in memory_mod._TENSOR_FIELDS + memory_mod._TOKEN_FIELDS}
-    data = memory_mod._st_save(tensors, {"format": "fastmem-memory", "version": "2", "manifest": json.dumps(meta)})
-    old, _ = MemoryBank.from_bytes(data)
+    keys = {f: bank.stacked()[f] for f in ("key", "context_key", "symbol_key", "word_tokens", "context_tokens")}
+    old, notes = from_bytes(memory_file.write_legacy(bank, "2", keys))
+    assert notes and "no digest" in notes[0]
     assert [e.label_ids for e in old.entries] == [bank.entries[0].label_ids]
     assert torch.equal(old.entries[0].value, bank.entries[0].value)
 
@@ -147,7 +142,7 @@ def test_version_2_file_loads_with_one_token_labels(tiny_lab):
 def test_refined_later_values_are_anchored_on_the_answer_state(tiny_lab):
     """Refinement (steps 2+) of a later token's value also descends CE at the answer state, so it still
     wins there; step 1 stays exactly minus the gradient at the token's own position (test above)."""
-    from fastmem.values import correction_vector
+    from fastmem.memory.values import correction_vector
 
     lm = tiny_lab.lm
     W = lm.unembedding.detach().float().cpu()

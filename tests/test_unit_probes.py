@@ -6,9 +6,9 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from fastmem.probes import (LOOKALIKE_KINDS, STOP_WORDS, TRAIN_UNSEEN_CONTEXTS, UNSEEN_CONTEXTS, FactPrompt,
+from fastmem.eval.probes import (LOOKALIKE_KINDS, STOP_WORDS, TRAIN_UNSEEN_CONTEXTS, UNSEEN_CONTEXTS, FactPrompt,
                             Lookalike, answer_matches, fact_pool, lookalikes)
-from fastmem.suite import TRAIN_UNRELATED, UNRELATED, load_suite, nonce_words
+from fastmem.eval.suite import TRAIN_UNRELATED, UNRELATED, load_suite, nonce_words
 from tiny import word_tokenizer
 
 WORDS = nonce_words(60, seed=7)

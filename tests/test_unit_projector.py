@@ -1,7 +1,7 @@
 """Key projector: deterministic for a seed, exact safetensors round trip, training brings pairs together."""
 import torch
 
-from fastmem.projector import KeyProjector, ProjectorConfig, train_projector
+from fastmem.memory.projector import KeyProjector, ProjectorConfig, train_projector
 
 D, N = 24, 16
 

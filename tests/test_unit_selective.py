@@ -1,23 +1,32 @@
 """Selectivity: token matching, the threshold-off rule, switched-off entries, memory files with token keys,
 and the new metrics on the tiny model, where a memory built to fire wrongly must score badly."""
-import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-import fastmem.bench as bench_mod
-from fastmem import memory as memory_mod
-from fastmem.bench import run_bench
-from fastmem.calibrate import ModeSettings, calibrate, cache_key
-from fastmem.memory import MemoryBank, MemoryEntry
-from fastmem.metrics import LabelIndex, hit_mask, probe_set
-from fastmem.prompts import render
-from fastmem.retrieval import KeyGeometry, QueryKeys, match_tokens, retrieve
-from fastmem.suite import make_builtin_suite
+import fastmem.eval.probesets as probesets_mod
+from fastmem.lab import Lab
+from fastmem.memory import file as memory_file
+from fastmem.eval.bench import run_bench
+from fastmem.eval.calibrate import ModeSettings, calibrate, cache_key
+from fastmem.memory.bank import MemoryBank, MemoryEntry
+from fastmem.eval.metrics import LabelIndex, hit_mask, probe_set
+from fastmem.memory.prompts import render
+from fastmem.memory import engine
+from fastmem.memory.modes import Query
+from fastmem.memory.retrieval import KeyGeometry, QueryKeys
+from fastmem.memory.token_match import match_tokens
+from fastmem.eval.suite import make_builtin_suite
 from test_unit_memory_retrieval import hand_bank, identity_geometry, query
+from fastmem.memory.file import from_bytes, to_bytes
 
 D = 8
+
+def retrieve(mode, keys, bank, geometry, threshold=None):
+    """Retrieval from a question's keys alone (the modes that read slots need no model)."""
+    return engine.retrieve(mode, Query(keys, bank, geometry), threshold)
+
 
 
 def e(i: int) -> torch.Tensor:
@@ -53,8 +62,8 @@ def token_bank() -> MemoryBank:
                                           ("wug", "game A", "fish", 13, [e(2)], [e(4), e(5)])):
         text = f"In {ctx}, {word} means"
         bank.add(MemoryEntry(word, ctx, label, lid, text, (text.index(word), text.index(word) + len(word)),
-                             (3, 3 + len(ctx)), e(0), e(0), e(0), 10 * e(lid - 11),
-                             torch.stack(wt), torch.stack(ct)))
+                             (3, 3 + len(ctx)), 10 * e(lid - 11), key=e(0), context_key=e(0), symbol_key=e(0),
+                             word_tokens=torch.stack(wt), context_tokens=torch.stack(ct)))
     return bank
 
 
@@ -104,27 +113,28 @@ def test_switched_off_entries_are_never_retrieved_and_survive_a_file_round_trip(
     bank.set_enabled(0, False)
     assert not bank.is_enabled(0) and bank.is_enabled(1)
     assert retrieve("token_match", q, bank, geo, threshold=0.5).chosen.tolist() == [-1]
-    again, _ = MemoryBank.from_bytes(bank.to_bytes())
+    again, _ = from_bytes(to_bytes(bank))
     assert again.disabled == {("dax", "game A")}
+    again.with_keys({f: [getattr(x, f) for x in bank.entries] for f in ("word_tokens", "context_tokens")}, {})
     assert retrieve("token_match", q, again, geo, threshold=0.5).chosen.tolist() == [-1]
     bank.set_enabled(0, True)
     assert retrieve("token_match", q, bank, geo, threshold=0.5).chosen.tolist() == [0]
 
 
-def test_memory_file_keeps_token_keys_exactly_and_reads_version_1():
+def test_a_memory_file_holds_values_and_what_was_written_and_old_versions_still_load():
     bank = token_bank()
-    data = bank.to_bytes()
-    again, _ = MemoryBank.from_bytes(data)
-    assert again.token_layer == 1 and again.to_bytes() == data
+    data = to_bytes(bank)
+    again, notes = from_bytes(data)
+    assert not notes and to_bytes(again) == data  # checked by its digest; the same bytes again
     for a, b in zip(bank.entries, again.entries):
-        assert torch.equal(a.word_tokens, b.word_tokens) and torch.equal(a.context_tokens, b.context_tokens)
-    old = hand_bank()  # a version-1 file: no token keys
-    meta = json.loads(memory_mod._read_header(old.to_bytes())["manifest"])
-    meta.pop("token_layer")
-    tensors = {f: old.stacked()[f] for f in memory_mod._TENSOR_FIELDS}
-    v1 = memory_mod._st_save(tensors, {"format": "fastmem-memory", "version": "1", "manifest": json.dumps(meta)})
-    loaded, _ = MemoryBank.from_bytes(v1)
+        assert torch.equal(a.value, b.value) and (a.word, a.context, a.label, a.write_text) == (
+            b.word, b.context, b.label, b.write_text)
+        assert b.key is None and b.word_tokens is None  # keys are read again from the statement when needed
+    old = hand_bank()  # a version-1 file: dense keys beside the values, no token keys, no digest
+    v1 = memory_file.write_legacy(old, "1", {f: old.stacked()[f] for f in ("key", "context_key", "symbol_key")})
+    loaded, notes = from_bytes(v1)
     assert loaded.token_layer == -1 and len(loaded) == 3 and loaded.entries[0].word_tokens is None
+    assert torch.equal(loaded.entries[1].key, old.entries[1].key) and "no digest" in notes[0]
 
 
 def test_slot_lookup_follows_adds_and_removals():
@@ -206,8 +216,8 @@ def test_a_memory_that_fires_on_everything_scores_badly(neox, small_suite, calib
     loud = cal.__class__(**{**cal.__dict__, "points": {p: {**modes, "raw_both_top1": ModeSettings(200.0, None)}
                                                        for p, modes in cal.points.items()}})
     # every fact counts as answered right by the random model, so `kept` measures unchanged answers
-    monkeypatch.setattr(bench_mod, "answer_matches", lambda tok, i, a: True)
-    rows, _ = run_bench(neox, small_suite, loud, geometry, experiments=["same game A/B"],
+    monkeypatch.setattr(probesets_mod, "answer_matches", lambda tok, i, a: True)
+    rows, _ = run_bench(Lab(neox, loud, geometry), small_suite, experiments=["same game A/B"],
                         modes=["none", "raw_both_top1", "span_match"], words_per_experiment=4)
     bad, good, none = by_metric(rows, "raw_both_top1"), by_metric(rows, "span_match"), by_metric(rows, "none")
     assert bad["wrong_context"].rate >= 0.5 and bad["lookalike"].rate >= 0.5 and bad["plain"].rate >= 0.5
@@ -221,7 +231,7 @@ def test_a_memory_that_fires_on_everything_scores_badly(neox, small_suite, calib
 
 # -- calibration sees training data only ----------------------------------------------------------
 def test_calibration_never_sees_a_test_word_test_question_unseen_context_or_fact(neox, small_suite, monkeypatch):
-    from fastmem.probes import fact_pool
+    from fastmem.eval.probes import fact_pool
 
     seen = []
     real = neox.states
@@ -255,13 +265,14 @@ def test_calibration_cache_key_follows_code_forms_and_phrasings_without_a_list_t
                                                                                       monkeypatch):
     """What calibration runs: the source of every module it imports (found from the imports), and its prompts as
     keyed, so a new paraphrase or built-in phrasing that keys a training question differently changes the key."""
-    from fastmem import calibrate as cal_mod, suite_library
-    from fastmem.suite import ParaphraseSpec
+    from fastmem.eval import calibrate as cal_mod
+    from fastmem.eval.suite import ParaphraseSpec
 
     key = cache_key(neox, small_suite, 8, 0)
     sources = cal_mod.calibration_sources()
-    assert {"prompts", "keying", "suite_library", "spans", "retrieval", "lm"} <= set(sources)
-    for module in ("prompts", "keying", "spans"):
+    assert {"memory.prompts", "memory.keying", "memory.forms", "memory.spans", "memory.modes", "model.lm"} \
+        <= set(sources)
+    for module in ("memory.prompts", "memory.keying", "memory.spans"):
         changed = {**sources, module: sources[module] + b"\n# changed\n"}
         assert cache_key(neox, small_suite, 8, 0, changed) != key, module
     # a form that matches a training question (`Question: what is the capital of Germany? Answer:`)
@@ -269,41 +280,47 @@ def test_calibration_cache_key_follows_code_forms_and_phrasings_without_a_list_t
     para = small_suite.model_copy(update={"paraphrases": list(small_suite.paraphrases)
                                           + [ParaphraseSpec(name="capital", read=form)]})
     assert cache_key(neox, para, 8, 0) != key
-    monkeypatch.setattr(suite_library, "PHRASINGS", suite_library.PHRASINGS + [("capital", ["a", "b"], "{word} in "
-                                                                                "{context} means", form)])
+    from fastmem.memory import forms
+
+    monkeypatch.setattr(forms, "PHRASINGS", forms.PHRASINGS + (forms.Phrasing("capital", "{word} in {context} means",
+                                                                                form),))
     assert cache_key(neox, small_suite, 8, 0) != key
     monkeypatch.undo()
     assert cache_key(neox, small_suite, 8, 0) == key
 
 
-def test_a_version_1_file_is_re_keyed_on_import_and_answers_the_same(tiny_lab):
+def test_keys_are_read_again_from_the_statements_when_a_mode_needs_them_and_answer_the_same(tiny_lab):
+    """A version-1 file (keys at its own layers, no token keys) and a version-4 file (no keys at all): asked in a
+    mode that reads keys, the memory reads them again from its statements, and answers as the written one."""
+    from fastmem.memory.engine import ensure_keys
+
     bank = tiny_lab.new_memory()
     tiny_lab.write(bank, [("dax", "game A", "red"), ("dax", "game B", "blue")])
-    meta = json.loads(memory_mod._read_header(bank.to_bytes())["manifest"])
-    meta.pop("token_layer")
-    meta["entries"] = [{k: v for k, v in e.items() if not k.endswith("_count")} for e in meta["entries"]]
-    tensors = {f: bank.stacked()[f] for f in memory_mod._TENSOR_FIELDS}
-    v1 = memory_mod._st_save(tensors, {"format": "fastmem-memory", "version": "1", "manifest": json.dumps(meta)})
-    again = tiny_lab.import_memory(v1)
-    assert again.token_layer == tiny_lab.calibration.token_layer
-    for a, b in zip(bank.entries, again.entries):
-        torch.testing.assert_close(a.word_tokens, b.word_tokens)
-        torch.testing.assert_close(a.context_tokens, b.context_tokens)
-        assert torch.equal(a.value, b.value)
-    for ctx in ("game A", "game B", "game Z"):
-        q = tiny_lab.question("dax", ctx)
-        assert tiny_lab.ask(again, q).chosen == tiny_lab.ask(bank, q).chosen
+    v1 = memory_file.write_legacy(bank, "1", {f: bank.stacked()[f] for f in ("key", "context_key", "symbol_key")})
+    for again in (tiny_lab.import_memory(v1), tiny_lab.import_memory(tiny_lab.export_memory(bank))):
+        assert again.token_layer == tiny_lab.calibration.token_layer and again.entries[0].word_tokens is None
+        ensure_keys(tiny_lab.lm, again, ("word_tokens", "context_tokens", "key"))
+        for a, b in zip(bank.entries, again.entries):
+            torch.testing.assert_close(a.word_tokens, b.word_tokens)
+            torch.testing.assert_close(a.context_tokens, b.context_tokens)
+            torch.testing.assert_close(a.key, b.key)
+            assert torch.equal(a.value, b.value)
+        for mode in ("token_match", "dual_key", "span_match"):
+            for ctx in ("game A", "game B", "game Z"):
+                q = tiny_lab.question("dax", ctx)
+                assert tiny_lab.ask(again, q, mode=mode).chosen == tiny_lab.ask(bank, q, mode=mode).chosen
 
 
 def test_the_entry_is_chosen_by_both_matches_and_gated_by_the_weaker():
     """Word-first questions: the word matches the wrong context's entry a hair better; the context decides."""
     bank, geo = token_bank(), token_geometry()
     word = F.normalize(e(0) + 0.6 * e(2), dim=0)  # a weak word match (0.86) to both dax entries
-    bank.entries[1] = bank.entries[1].__class__(**{**bank.entries[1].__dict__, "word_tokens": torch.stack(
-        [e(0) + 0.01 * e(2), e(1)]), "context_tokens": torch.stack([e(4), e(5) + 0.5 * e(6)])})
+    from dataclasses import replace
+
+    bank.add(replace(bank.entries[1], word_tokens=torch.stack([e(0) + 0.01 * e(2), e(1)]),
+                     context_tokens=torch.stack([e(4), e(5) + 0.5 * e(6)])))  # replaces dax in game B
     # dax in game B: its word states differ slightly, its context is close to game A (0.89) but not the same;
     # the weaker-match score alone would pick it (min 0.862 > 0.857)
-    bank._stacked = None
     q = token_query([[word, e(1)]], [[e(4), e(5)]])  # asked in game A
     got = retrieve("token_match", q, bank, geo, threshold=0.5)
     assert got.chosen.tolist() == [0]  # game A, although dax/game B's word match is a hair higher
@@ -312,15 +329,17 @@ def test_the_entry_is_chosen_by_both_matches_and_gated_by_the_weaker():
 
 
 def test_a_large_memory_shortlists_words_and_chooses_as_the_exact_match_does(monkeypatch):
-    import fastmem.retrieval as retrieval
+    import fastmem.memory.token_match as token_match
 
     g = torch.Generator().manual_seed(0)
-    d, m = 16, retrieval.PRUNE_ABOVE + 500
+    d, m = 16, token_match.PRUNE_ABOVE + 500
     vocab = torch.randn(400, d, generator=g)
     contexts = [torch.randn(2, d, generator=g) for _ in range(2)]
-    bank = MemoryBank("s", d, 1, 1, 1, 1, token_layer=1)
-    bank.entries = [MemoryEntry(f"w{i}", f"c{i % 2}", "red", 5, "In c, w means", (8, 9), (3, 4), *[torch.zeros(d)] * 4,
-                                vocab[torch.randint(0, 400, (3,), generator=g)], contexts[i % 2]) for i in range(m)]
+    zero = torch.zeros(d)
+    bank = MemoryBank("s", d, 1, 1, 1, 1, [
+        MemoryEntry(f"w{i}", f"c{i % 2}", "red", 5, "In c, w means", (8, 9), (3, 4), zero, key=zero, context_key=zero,
+                    symbol_key=zero, word_tokens=vocab[torch.randint(0, 400, (3,), generator=g)],
+                    context_tokens=contexts[i % 2]) for i in range(m)], token_layer=1)
     geo = KeyGeometry(None, torch.zeros(d), torch.zeros(d), torch.zeros(d), torch.ones(d))
     asked = list(range(0, m, 97))
     words = torch.stack([bank.entries[i].word_tokens + 0.05 * torch.randn(3, d, generator=g) for i in asked])
@@ -328,8 +347,7 @@ def test_a_large_memory_shortlists_words_and_chooses_as_the_exact_match_does(mon
                   (None,) * len(asked), (words, torch.ones(len(asked), 3, dtype=torch.bool)),
                   (torch.stack([contexts[i % 2] for i in asked]), torch.ones(len(asked), 2, dtype=torch.bool)))
     pruned = retrieve("token_match", q, bank, geo, threshold=0.5)
-    monkeypatch.setattr(retrieval, "PRUNE_ABOVE", 10 ** 9)
-    bank._stacked = None
+    monkeypatch.setattr(token_match, "PRUNE_ABOVE", 10 ** 9)
     exact = retrieve("token_match", q, bank, geo, threshold=0.5)
     assert torch.equal(pruned.chosen, exact.chosen) and pruned.chosen.tolist() == asked
     torch.testing.assert_close(pruned.best, exact.best)
@@ -337,7 +355,7 @@ def test_a_large_memory_shortlists_words_and_chooses_as_the_exact_match_does(mon
 
 
 def test_scale_grows_one_memory_and_scores_it_with_the_benchmark_rows(tiny_lab):
-    from fastmem.scale import format_scale, run_scale, size_label
+    from fastmem.eval.scale import format_scale, run_scale, size_label
 
     rows, timings = run_scale(tiny_lab, [4, 8], seed=0, sample=2)
     assert [t.size for t in timings] == [4, 8] and all(t.write_s_per_binding > 0 for t in timings)
@@ -353,8 +371,8 @@ def test_scale_grows_one_memory_and_scores_it_with_the_benchmark_rows(tiny_lab):
 def test_shuffled_control_retrieves_like_span_match_but_reads_badly(tiny_lab):
     """The control: same retrieval and settings as span_match (the default), another entry's value; Read
     collapses."""
-    from fastmem.bench import score_probes
-    from fastmem.engine import prompt_states
+    from fastmem.eval.scoring import score_probes
+    from fastmem.memory.engine import prompt_states
 
     bank = tiny_lab.new_memory()
     rows = [("blicket", "game A", "red"), ("dax", "game B", "blue"), ("wug", "game C", "green"),

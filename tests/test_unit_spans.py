@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from fastmem import spans
-from fastmem.metrics import probe_set
-from fastmem.prompts import SlottedPrompt
-from fastmem.suite import nonce_words
+from fastmem.memory import spans
+from fastmem.eval.metrics import probe_set
+from fastmem.memory.prompts import SlottedPrompt
+from fastmem.eval.suite import nonce_words
 
 CORPUS = ["In game A, what is blicket?", "what does dax mean in the north lab", "level 1 level 12 level 4 room 101",
           "Tell me please: zq56x zq65x game A2 blickets Blicket BLICKET", "I keep hearing the word toma."]
@@ -146,8 +146,8 @@ def test_the_lab_reads_typed_questions_with_no_template_and_no_marks(tiny_lab):
 def test_a_memory_keyed_on_the_question_frame_fires_without_its_context_and_the_metrics_say_so(tiny_lab):
     """Deliberately bad: the 'context' written is the frame every question has (`what is`), so a question that
     lacks the real context still matches; plain and wrong context must catch it."""
-    from fastmem.bench import score_probes
-    from fastmem.engine import prompt_states
+    from fastmem.eval.scoring import score_probes
+    from fastmem.memory.engine import prompt_states
 
     cal, geo, lm = tiny_lab.calibration, tiny_lab.geometry, tiny_lab.lm
     probes = {"plain": probe_set("plain", [tiny_lab.key_question("what is blicket ?").prompt], ["blicket"]),

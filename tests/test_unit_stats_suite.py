@@ -4,8 +4,8 @@ from importlib import resources
 
 import pytest
 
-from fastmem.stats import wilson
-from fastmem.suite import load_suite, make_builtin_suite, suite_json
+from fastmem.eval.stats import wilson
+from fastmem.eval.suite import load_suite, make_builtin_suite, suite_json
 
 Z = 1.959964
 
@@ -58,8 +58,8 @@ def test_wilson_always_contains_the_rate():
 
 
 def test_extra_builtin_suites_reproduce_their_shipped_files_and_share_the_calibration(smollm2_lab):
-    from fastmem.calibrate import cache_key
-    from fastmem.suite_library import (make_multitoken_suite, make_nonce_colour_suite, make_phrasings_suite,
+    from fastmem.eval.calibrate import cache_key
+    from fastmem.eval.suite_library import (make_multitoken_suite, make_nonce_colour_suite, make_phrasings_suite,
                                        make_real_words_suite)
 
     base = make_builtin_suite()

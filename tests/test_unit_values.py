@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastmem.prompts import render
-from fastmem.values import ce_gradient, correction_vector, one_step_value
+from fastmem.memory.prompts import render
+from fastmem.memory.values import ce_gradient, correction_vector, one_step_value
 
 WRITE = "In {context}, {word} means"
 ROWS = [("blicket", "game A", "red"), ("dax", "game B", "cat"), ("wug", "game C", "green"),
@@ -94,13 +94,13 @@ def test_logits_of_final_state_equal_plain_forward(lm):
 def test_label_ranks_show_the_refined_value_puts_the_label_first(tiny_lab):
     bank = tiny_lab.new_memory()
     tiny_lab.write(bank, [("blicket", "game A", "red")])
-    ranks = tiny_lab.label_ranks(bank, 0, (1, 8, 64))
+    ranks = tiny_lab.demo.label_ranks(bank, 0, (1, 8, 64))
     assert set(ranks) == {1, 8, 64} and all(r >= 1 for r in ranks.values())
     assert ranks[64] <= ranks[8] <= ranks[1] and ranks[64] == 1, ranks
 
 
 def test_write_with_one_value_step_stores_the_posts_value(tiny_lab):
-    from fastmem.values import one_step_value
+    from fastmem.memory.values import one_step_value
 
     bank = tiny_lab.new_memory()
     tiny_lab.write(bank, [("blicket", "game A", "red")], value_steps=1)

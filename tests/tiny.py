@@ -8,8 +8,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM,
                           PreTrainedTokenizerFast)
 
-from fastmem.lm import FrozenLM
-from fastmem.suite import LABELS, load_suite
+from fastmem.model.lm import FrozenLM
+from fastmem.eval.suite import LABELS, load_suite
 
 BASE_WORDS = ("In game A B C D , blicket dax wug toma zib means red blue green cat dog fish Question : in what is "
               "? Answer the north south lab of capital France color sky").split()

@@ -1,0 +1,1 @@
+"""The app's helpers: presets, share documents, explanations, charts."""

@@ -1,0 +1,1 @@
+"""Measurement: suites, probes, metrics and the runners (benchmark, calibration, scale, ...)."""

@@ -1,0 +1,1 @@
+"""The frozen model: loading, architectures, its states, greedy decoding."""
