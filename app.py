@@ -1,7 +1,7 @@
 """fastmem lab: the router and shared frame (model picker, memory summary). Run: streamlit run app.py"""
 import streamlit as st
 
-from pages._shared import current_lab, model_picker, sidebar
+from pages._shared import current_lab, keep_inputs, model_picker, sidebar
 
 st.set_page_config(page_title="fastmem lab", page_icon="🧠", layout="wide")
 
@@ -13,6 +13,7 @@ nav = st.navigation([
     st.Page("pages/benchmark.py", title="Benchmark", icon=":material/bar_chart:"),
     st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
 ])
+keep_inputs()  # before any page draws: the inputs of the page not drawn survive
 model_picker()
 lab = current_lab()
 st.session_state["lab_name"] = lab.lm.name if lab is not None else None

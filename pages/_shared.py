@@ -11,6 +11,13 @@ import streamlit as st
 from fastmem import DEFAULT_MODEL, OFFLINE_ALIAS, FastmemError, Lab, MemoryBank
 
 CUSTOM = "Other (Hugging Face id, local folder or .gguf)…"
+# Page inputs that survive a change of page (Streamlit drops a widget's state when its page is not drawn).
+KEPT_INPUTS = ("question", "mark_word", "mark_context", "mode", "projector", "thr_choice", "thr_value", "n_gen",
+               "key_layer", "more_q", "on_duplicate", "one_form", "one_custom", "one_word", "one_context",
+               "one_label", "free_statement", "free_word", "free_context", "free_label", "bind_lines", "suite_exp",
+               "suite_n", "bench_experiments", "bench_modes", "bench_words", "bench_seed", "exp_name", "exp_n",
+               "exp_mode", "capacity_sizes", "capacity_mode", "capacity_questions", "baselines_sizes",
+               "baselines_modes", "baselines_questions")
 CHOICES = [DEFAULT_MODEL, OFFLINE_ALIAS, CUSTOM]
 PRELOADED: dict[str, Lab] = {}  # spec -> Lab already loaded in this process (tests share theirs)
 
@@ -29,6 +36,19 @@ def load_lab(spec: str) -> tuple[Lab | None, str | None, float]:
         return None, str(exc), time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001 - anything else from a third-party loader: still no traceback
         return None, f"Cannot load '{spec}': {type(exc).__name__}: {exc}", time.perf_counter() - start
+
+
+def keep_inputs() -> None:
+    """Re-save every page's inputs, so the page not drawn in this run keeps them (Streamlit's documented way);
+    the widgets take their defaults from `default_input`, never from a `value=` argument."""
+    state = st.session_state
+    for key in [k for k in state.keys() if k in KEPT_INPUTS or str(k).startswith("alpha_")]:
+        state[key] = state[key]
+
+
+def default_input(key: str, value):
+    """A kept input's first value (set once; the widget is then drawn without `value=`)."""
+    return st.session_state.setdefault(key, value)
 
 
 def _wanted_spec() -> str:

@@ -13,6 +13,7 @@ import streamlit as st
 from fastmem import DEFAULT_MODE, MODES, Lab
 from fastmem.demo import charts
 from pages._jobs import BenchJob
+from pages._shared import default_input
 
 KINDS = {
     "baselines": dict(sizes=[2, 10, 100, 1000], default=[2, 10, 100], title="Baselines vs bindings"),
@@ -33,14 +34,17 @@ def size_section(lab, kind: str) -> None:
                    "never-written context, look-alikes and the fact prompts; retrieval time per question and write "
                    "time per binding. 10,000 bindings take about 5 minutes to write on a 2-core CPU; 100,000 about 45.")
     c1, c2 = st.columns(2)
-    sizes = c1.multiselect("Bindings", spec["sizes"], default=spec["default"], key=f"{kind}_sizes")
+    default_input(f"{kind}_sizes", spec["default"])
+    sizes = c1.multiselect("Bindings", spec["sizes"], key=f"{kind}_sizes")
     if kind == "baselines":
-        modes = c2.multiselect("Modes", [m.name for m in Lab.modes(answering=True)], default=list(lab.runs.baseline_modes),
-                               key=f"{kind}_modes")
+        default_input(f"{kind}_modes", list(lab.runs.baseline_modes))
+        modes = c2.multiselect("Modes", [m.name for m in Lab.modes(answering=True)], key=f"{kind}_modes")
     else:
-        modes = [c2.selectbox("Mode", MODES, index=MODES.index(DEFAULT_MODE), key=f"{kind}_mode")]
+        default_input(f"{kind}_mode", DEFAULT_MODE)
+        modes = [c2.selectbox("Mode", MODES, key=f"{kind}_mode")]
+    default_input(f"{kind}_questions", 32 if kind == "baselines" else 64)
     st.number_input("Written bindings asked per size" if kind == "baselines" else "Written words asked per size",
-                    2, 512, 32 if kind == "baselines" else 64, key=f"{kind}_questions",
+                    2, 512, key=f"{kind}_questions",
                     help="More gives tighter intervals and takes longer.")
     job_key = f"{kind}_job"
     job: BenchJob | None = state.get(job_key)

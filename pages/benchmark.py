@@ -9,10 +9,10 @@ import random
 
 import streamlit as st
 
-from fastmem import Lab
+from fastmem import DEFAULT_MODE, Lab
 from fastmem.demo import charts
 from pages._jobs import BenchJob
-from pages._shared import page_lab
+from pages._shared import default_input, page_lab
 from pages._size_runs import size_section
 
 lab = page_lab()
@@ -33,15 +33,17 @@ with tab_modes:
     suite = lab.suite
     test_words = suite.split("test")
     c1, c2 = st.columns(2)
-    experiments = c1.multiselect("Experiments", [e.name for e in suite.experiments],
-                                 default=[suite.experiments[0].name], key="bench_experiments")
-    modes = c2.multiselect("Modes", [m.name for m in Lab.modes(answering=True)],
-                           default=["none", "token_match", "span_match"], key="bench_modes",
+    default_input("bench_experiments", [suite.experiments[0].name])
+    default_input("bench_modes", ["none", "token_match", "span_match"])
+    default_input("bench_words", min(16, len(test_words)))
+    default_input("bench_seed", 0)
+    experiments = c1.multiselect("Experiments", [e.name for e in suite.experiments], key="bench_experiments")
+    modes = c2.multiselect("Modes", [m.name for m in Lab.modes(answering=True)], key="bench_modes",
                            help="The memory's modes, and the in-context baselines (statements before the "
                                 "question: slower, several times the tokens).")
     c3, c4 = st.columns(2)
-    c3.number_input("Words per experiment", 1, len(test_words), min(16, len(test_words)), key="bench_words")
-    c4.number_input("Seed (which test words)", 0, 10_000, 0, key="bench_seed",
+    c3.number_input("Words per experiment", 1, len(test_words), key="bench_words")
+    c4.number_input("Seed (which test words)", 0, 10_000, key="bench_seed",
                     help="0 takes the suite's first test words; another seed a random sample of them.")
 
 
@@ -71,8 +73,17 @@ with tab_modes:
             state["bench_job"].stop()
 
 
+    def quick_job() -> None:
+        """A run a class can wait for: one experiment, the plain model and the default mode, 4 words."""
+        state.update({"bench_experiments": [suite.experiments[0].name], "bench_modes": ["none", DEFAULT_MODE],
+                      "bench_words": min(4, len(test_words)), "bench_seed": 0})
+        start_job()
+
+
     job: BenchJob | None = state.get("bench_job")
     running = job is not None and job.running
+    st.button(f"Quick run: {suite.experiments[0].name}, none and {DEFAULT_MODE}, 4 words (about 20 s on 2 cores)",
+              key="bench_quick", on_click=quick_job, disabled=running)
     run_col, stop_col = st.columns(2)
     run_col.button("Run benchmark", type="primary", key="bench_run", on_click=start_job,
                    disabled=running or not experiments or not modes)
@@ -81,9 +92,16 @@ with tab_modes:
 
 
     def show_results(rows: list, final: bool, timing) -> None:
-        st.dataframe(lab.runs.table(rows), hide_index=True, width="stretch",
-                     column_config={"experiment": st.column_config.TextColumn(pinned=True, width="medium"),
-                                    "mode": st.column_config.TextColumn(pinned=True, width="medium")})
+        pinned = {"experiment": st.column_config.TextColumn(pinned=True, width="medium"),
+                  "mode": st.column_config.TextColumn(pinned=True, width="medium")}
+        table_col, legend_col = st.columns([3, 2])
+        table_col.dataframe(lab.runs.table(rows, compact=True), hide_index=True, width="stretch",
+                            column_config=pinned)
+        with legend_col:
+            st.markdown("**What each column counts** (↓: lower is better)\n\n" + "\n".join(
+                f"- **{name}**: {meaning}" for name, meaning in lab.runs.legend(rows)))
+        with st.expander("Every metric, with 95% intervals"):
+            st.dataframe(lab.runs.table(rows), hide_index=True, width="stretch", column_config=pinned)
         st.caption(lab.runs.FOOTNOTE + " α and threshold are this model's calibrated values; the post's figures are for "
                               "Pythia-70M (compare shapes, not decimals).")
         if not final:
@@ -108,7 +126,8 @@ with tab_modes:
         if current.running:
             frac = current.done / current.total if current.total else 0.0
             stopping = " — stopping after this batch…" if current.status == "stopping" else ""
-            st.progress(min(1.0, frac), text=f"Running {what}: {current.done}/{current.total or '?'} prompts, "
+            total = f"{current.total:,}" if current.total else "counting"
+            st.progress(min(1.0, frac), text=f"Running {what}: {current.done:,}/{total} prompts, "
                                              f"{len(rows)} rows, {current.elapsed:.0f} s{stopping}")
         elif running:  # it ended since this fragment was set to poll: redraw the whole page once, without polling
             st.rerun()

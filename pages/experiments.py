@@ -4,7 +4,7 @@ import streamlit as st
 
 from fastmem import DEFAULT_MODE, MODES, FastmemError, load_suite
 from fastmem.demo import charts
-from pages._shared import page_lab, vis
+from pages._shared import default_input, page_lab, vis
 
 lab = page_lab()
 st.title("Experiments")
@@ -21,8 +21,10 @@ st.caption(f"Suite '{suite.name}': {len(suite.words)} words; experiments {', '.j
 c1, c2, c3 = st.columns(3)
 exp_name = c1.selectbox("Experiment", [e.name for e in suite.experiments], key="exp_name")
 words = suite.split("test") or suite.words
-n = c2.number_input("Words", 1, len(words), min(8, len(words)), key="exp_n")
-mode = c3.selectbox("Mode", MODES, index=MODES.index(DEFAULT_MODE), key="exp_mode")
+default_input("exp_n", min(8, len(words)))
+default_input("exp_mode", DEFAULT_MODE)
+n = c2.number_input("Words", 1, len(words), key="exp_n")
+mode = c3.selectbox("Mode", MODES, key="exp_mode")
 
 if st.button("Run", type="primary", key="exp_run"):
     with st.spinner("Writing the bindings into a scratch memory and reading them back…"):

@@ -8,23 +8,60 @@ lab = page_lab()
 st.title("Fast memory for a frozen language model")
 st.markdown(
     """
-A frozen causal LM gets an **external key/value memory**; its weights never change.
-
-* **Write** a statement such as `In game A, blicket means red`. The *key* is the model's hidden state at the
-  invented word; the *value* is a correction vector in the residual stream,
-  `W_U[target] − softmax(W_U h) · W_U`, refined by a few extra steps, that pushes the next token towards ` red`.
-* **Read** a question such as `Question: in game A, what is blicket? Answer:`. The question's own hidden states
-  are compared with every key, the best entry (top-1) is retrieved, and `α · value` is added to the final
-  hidden state (after the final norm) at the answer position. The model then answers ` red`.
-* The default mode, **token_match**, asks every token of the word *and* of the context in the question to match a
-  written entry's (standardised early-layer hidden states; an entry scores the weaker of its two matches). The
-  same word can then mean different things in different contexts (game A vs game B), while a look-alike word, a
-  context that was never written and unrelated questions are left alone. **dual_key** (symbol similarity ×
-  context similarity) and the post's modes can be chosen on the Inspect and Benchmark pages.
-* *Why not just put the statements in the prompt?* The Benchmark page measures exactly that (**in_context_all**,
-  **in_context_word**) and a GRACE-style **codebook**, on the same questions: on this small model the prompt
-  reads worse, leaks the label into contexts never written, and grows with every binding until it no longer
-  fits; the memory's question stays the same length.
+**The idea.** A small language model reads one sentence, *In game A, blicket means red*, and from then on
+answers *red* when asked what blicket means in game A, and *blue* in game B if that was written too. Its
+weights never change. The sentence is stored outside the model as one entry of a memory: a **key** (how to
+recognise a question about blicket in game A) and a **value** (a nudge towards the answer). When a question
+matches a key, the nudge is added where the model chooses its next word. When nothing matches (another
+context, a word that only looks similar, any other question) nothing is added and the model answers as before.
+"""
+)
+st.graphviz_chart(
+    """
+digraph {
+  rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#f4f6f8", fontname="sans-serif"];
+  write [label="write\nIn game A, blicket means red"]; model1 [label="frozen model\n(one forward pass)"];
+  entry [label="memory entry\nkey: blicket + game A\nvalue: nudge towards red", fillcolor="#e8f4ea"];
+  ask [label="ask\nWhat does blicket mean in game A?"]; model2 [label="frozen model\n(one forward pass)"];
+  answer [label="answer\nred", fillcolor="#fdf2e3"];
+  write -> model1 -> entry; ask -> model2; model2 -> entry [label="match the key", style=dashed];
+  entry -> answer [label="add the value"]; model2 -> answer;
+}
+""",
+    width="stretch",
+)
+with st.expander("The mechanism in formulas"):
+    st.markdown(
+        """
+* **Value.** With `h` the model's final hidden state (after its final norm) where the label is predicted and
+  `W_U` its output embedding, the value is `v = W_U[red] − softmax(W_U h) · W_U`: minus the gradient of the
+  cross-entropy loss with respect to `h`. A few more such steps, through the output head only, refine it.
+* **Read.** The answer's logits become `W_U (h + α v) = W_U h + α W_U v` for the retrieved entry: no weight
+  changes and no hook on the model.
+* **Keys.** The default mode, **span_match**, finds each written word and context anywhere in the question as
+  typed, in order and at word boundaries, from the token embeddings of their surface forms (`Blicket`,
+  `the game A` match; `level 4` does not match `level 1`). An entry is used only when both its word and its
+  context are found above the calibrated threshold. The other modes (chosen on Inspect and Benchmark, each
+  described there) are the reference experiment's and the baselines'.
+"""
+    )
+with st.expander("The experiment this lab reproduces"):
+    st.markdown(
+        """
+A published toy experiment (the reference post, in `shared/seed/` of this project) gave frozen **Pythia-70M**
+such a memory and wrote nonce words in two contexts (`blicket` is red in game A, blue in game B). Its main
+mode (**both_top1**: one memory for all contexts, the best match of a small learned key) read the right label
+for **0.805** of the test bindings; an oracle that looks only at the question's own context (**context_gate**)
+0.801; raw hidden states as keys (**raw_both_top1**) 0.180; averaging every value of the word (**average**)
+0.309. In new contexts, game C/D read 0.602 and the north/south lab 0.340. The Benchmark page runs the same
+protocol and shows these figures beside this model's; it also asks what the post did not: questions typed in
+other words, contexts never written, look-alike words and facts the model already knew.
+"""
+    )
+st.markdown(
+    """
+*Why not just put the statements in the prompt?* The Benchmark page measures that too (**in_context_all**,
+**in_context_word**) and a GRACE-style **codebook**, on the same questions.
 """
 )
 
@@ -56,10 +93,11 @@ st.subheader("Worked example (live)")
 st.markdown("Memory: `In game A, blicket means red` and `In game B, blicket means blue`.")
 with st.spinner("Writing two bindings and asking four questions…"):
     rows, left = demo(lab.lm.name, lab)
-st.dataframe(rows, hide_index=True, width="stretch")
+st.dataframe([{k: v for k, v in r.items() if k != "retrieved"} for r in rows], hide_index=True, width="stretch")
 for r in rows:
     st.markdown(f"**{r['question']}** → without memory `{r['without memory']}`, with memory "
-                f"`{r['with memory']}`", help=r["retrieved"])
+                f"`{r['with memory']}`")
+    st.caption(f"Why: {r['retrieved']}")
 st.caption(f"Model {lab.lm.name}; mode {DEFAULT_MODE} (the default) with its calibrated α and threshold. "
            "`␣` marks a leading space.")
 

@@ -73,6 +73,24 @@ def show_reason(r) -> None:
         st.info(f"**Nothing injected.** {r.reason}", icon=":material/block:")
 
 
+def clear_marks() -> None:
+    """A new question: the marks made for the previous one no longer apply."""
+    marks = [m for m in (state.get("mark_word"), state.get("mark_context")) if m]
+    if marks:
+        state["mark_word"] = state["mark_context"] = ""
+        state["_marks_cleared"], state["_old_marks"] = True, ", ".join(repr(m) for m in marks)
+
+
+def note_mode_settings() -> None:
+    """Say so when the new mode brings its own calibrated α and threshold."""
+    mode = state.get("mode", DEFAULT_MODE)
+    s = lab.calibration.settings(mode)
+    state["_mode_note"] = (f"Its calibrated settings: α {s.alpha:g}, threshold "
+                           f"{'off' if s.threshold is None else f'{s.threshold:.2f}'}"
+                           + (" (the threshold box is set to custom: it stays as you set it)."
+                              if state.get("thr_choice") == "custom" else "."))
+
+
 @st.fragment
 def inspector():
     cal = lab.calibration
@@ -82,9 +100,11 @@ def inspector():
                        ("projector", True), ("thr_choice", "calibrated"), ("n_gen", 4), ("key_layer", bank.key_layer)):
         state.setdefault(key, value)  # defaults set once here, so the widgets below take no `value`
     state["more_q"] = [q for q in state.get("more_q", []) if q in generated]
-    question = st.text_input("Question", key="question",
+    question = st.text_input("Question", key="question", on_change=clear_marks,
                              help="Type it as you would say it: the default mode (span_match) looks for every "
                                   "written word and context anywhere in it. Marks below override that search.")
+    if state.pop("_marks_cleared", None):
+        st.caption(f"Marks cleared for the new question (they were: {state.pop('_old_marks', '')}).")
     keyed = None
     try:
         keyed = lab.key_question(question, state.get("mark_word") or None, state.get("mark_context") or None)
@@ -92,7 +112,8 @@ def inspector():
         pass  # the same error is shown below, where the question is asked
     slot_free = MODE_INFO[state.get("mode", DEFAULT_MODE)].slot_free
     unknown_form = keyed is not None and keyed.by_last_word and len(bank) > 0 and not slot_free
-    with st.expander("Mark the word and context yourself (optional)", expanded=unknown_form):
+    marking = bool(state.get("mark_word") or state.get("mark_context"))  # stays open while being filled
+    with st.expander("Mark the word and context yourself (optional)", expanded=unknown_form or marking):
         c1, c2 = st.columns(2)
         mark_word = c1.text_input("Word in the question", key="mark_word")
         mark_context = c2.text_input("Context in the question", key="mark_context")
@@ -103,7 +124,7 @@ def inspector():
     more = st.multiselect("Also ask (questions generated from the memory's bindings)", generated, key="more_q")
 
     c1, c2, c3, c4, c5 = st.columns(5)
-    mode = c1.selectbox("Mode", MODES, key="mode")
+    mode = c1.selectbox("Mode", MODES, key="mode", on_change=note_mode_settings)
     use_projector = c5.toggle("Key projector", key="projector",
                               help="Off: modes that need the trained projector fall back to raw_both_top1.")
     if not use_projector and MODE_INFO[mode].needs_projector:
@@ -125,6 +146,27 @@ def inspector():
         state.setdefault("thr_value", float(s.threshold if s.threshold is not None else 0.5))
         threshold = c4.slider("value", -1.0, 1.0, step=0.05, key="thr_value")
     n_gen = st.slider("Generated tokens", 1, 16, key="n_gen")
+    st.caption(f"**{mode}**: {MODE_INFO[mode].summary}" + (f" {state.pop('_mode_note')}" if "_mode_note" in state
+                                                            else ""))
+    layer_note = {"span_match": "word and context matched at layer 0 (token embeddings)",
+                  "token_match": f"token keys at layer {cal.token_layer}",
+                  "dual_key": f"symbol layer {cal.symbol_layer}, context layer {cal.context_layer}"}
+
+    results = st.empty()  # one slot for every result below: an element, then a new block, drops the old results
+    results.caption("…")
+    with results.container():
+        show_results(question, mark_word, mark_context, mode, alpha, threshold, layer, more, n_gen,
+                     layer_note.get(mode, f"key layer {layer}"))
+
+
+def show_results(question, mark_word, mark_context, mode, alpha, threshold, layer, more, n_gen, layer_text):
+    busy = st.empty()
+    busy.info(f"Computing the answer to: {question}", icon=":material/hourglass_top:")
+    keyed = None
+    try:
+        keyed = lab.key_question(question, mark_word or None, mark_context or None)
+    except FastmemError:
+        pass  # the same error is shown below
 
     try:
         use_bank = keyed_bank(int(layer))
@@ -137,8 +179,9 @@ def inspector():
         elapsed = time.perf_counter() - start
         others = [lab.ask(use_bank, p, mode=mode, alpha=alpha, threshold=threshold) for p in prompts[1:]]
     except FastmemError as exc:
-        st.error(str(exc))
+        busy.error(str(exc))
         return
+    busy.empty()
     r = first
     entries = [charts.entry_label(e.word, e.context, e.label) for e in use_bank.entries]
     off = [i for i in range(len(use_bank)) if not use_bank.is_enabled(i)]
@@ -148,11 +191,14 @@ def inspector():
     if top is not None:
         st.caption(found_line(top))
     a, b = st.columns(2)
-    a.metric("Answer without memory", vis(r.base_answer))
-    b.metric("Answer with memory", vis(r.answer))
+    for column, title, answer in ((a, "Answer without memory", r.base_answer), (b, "Answer with memory", r.answer)):
+        column.metric(title, vis(answer))
+        meaning = lab.demo.special_words(answer)
+        if meaning:
+            column.caption(f"Not a word: the model's {meaning} token{'s' * (',' in meaning)}.")
     with st.container(key="reason_box"):
         show_reason(r)
-    settings = f"mode {r.mode}, α={r.alpha:g}, threshold={r.threshold}, key layer {use_bank.key_layer}; " \
+    settings = f"mode {r.mode}, α={r.alpha:g}, threshold={r.threshold}, {layer_text}; " \
                f"answered in {elapsed * 1000:.0f} ms"
     timing = st.empty()
     timing.caption(settings)
@@ -181,8 +227,16 @@ def inspector():
     t1, t2, t3 = st.columns(3)
     with t1.container(key="promoted_box"):
         if r.chosen >= 0:
-            st.altair_chart(charts.token_bars(lab.demo.correction_tokens(r.value, 8), "Tokens the correction promotes",
-                                              "#2e9d5b"), width="stretch")
+            label_tokens = lab.lm.token_text(use_bank.entries[r.injected].label_ids)
+            tabs = st.tabs([f"token {j + 1}: {vis(t)}" for j, t in enumerate(label_tokens)]) \
+                if len(label_tokens) > 1 else [st.container()]
+            for j, tab in enumerate(tabs):  # every label token has its own correction
+                with tab:
+                    st.altair_chart(charts.token_bars(lab.demo.correction_tokens(r.values[j] * r.alpha, 8),
+                                                      "Tokens the correction promotes" + (
+                                                          f" (label token {j + 1})" if len(tabs) > 1 else ""),
+                                                      "#2e9d5b", x_title="logit added (α · W_U v)"),
+                                    width="stretch")
             source = r.injected
             e = use_bank.entries[source]
             rank_key = (e.slot, e.label, e.write_text, use_bank.value_steps)  # a forward pass: once per entry
@@ -195,11 +249,12 @@ def inspector():
                        + ". One step often leaves other tokens ahead on a tied-embedding model; refining fixes it.")
         else:
             st.caption("No correction injected.")
+    before, after = lab.demo.top_tokens(r.base_logits, 8), lab.demo.top_tokens(r.logits, 8)
+    domain = charts.shared_domain(before, after)  # one scale: bar lengths compare across the two charts
     with t2.container(key="before_box"):
-        st.altair_chart(charts.token_bars(lab.demo.top_tokens(r.base_logits, 8), "Next token before"), width="stretch")
+        st.altair_chart(charts.token_bars(before, "Next token before", domain=domain), width="stretch")
     with t3.container(key="after_box"):
-        st.altair_chart(charts.token_bars(lab.demo.top_tokens(r.logits, 8), "Next token after", "#e67e22"),
-                        width="stretch")
+        st.altair_chart(charts.token_bars(after, "Next token after", "#e67e22", domain=domain), width="stretch")
 
     if r.found:
         with st.container(key="depth_box"):

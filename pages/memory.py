@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from fastmem import FastmemError, ShareView, load_suite
-from pages._shared import bank_for, bank_matches, page_lab, vis
+from pages._shared import bank_for, bank_matches, default_input, page_lab, vis
 
 MAX_TOGGLES = 60  # switches drawn at once; a filter narrows larger memories
 
@@ -124,14 +124,34 @@ def show_preset_questions() -> None:
             st.switch_page("pages/inspect.py")
 
 
+@st.dialog("Replace your memory?")
+def confirm_preset(preset) -> None:
+    """A preset would replace a memory that holds bindings: ask first, and offer to save it."""
+    st.markdown(f"Your memory holds **{len(bank)} binding{'s' * (len(bank) != 1)}**. Loading *{preset.title}* "
+                "replaces them.")
+    st.download_button("Download the current memory first", data=lab.export_memory(bank),
+                       file_name=f"fastmem-{bank.model_name.replace('/', '_')}-{len(bank)}.safetensors",
+                       mime="application/octet-stream", key="preset_backup", on_click="ignore")
+    c1, c2 = st.columns(2)
+    if c1.button("Replace it", type="primary", key="preset_confirm"):
+        load_preset(preset.key)
+        st.rerun()
+    if c2.button("Keep my memory", key="preset_cancel"):
+        st.rerun()
+
+
 if usable:
     st.subheader("Preset scenarios")
-    st.caption("One click replaces your memory with a ready-made scenario and lists the questions worth asking.")
+    st.caption("A ready-made scenario and the questions worth asking. It replaces your memory: when the memory "
+               "holds bindings, you are asked first and can download it.")
     cols = st.columns(len(lab.demo.presets))
     for col, preset in zip(cols, lab.demo.presets):
         with col:
             if st.button(preset.title, key=f"preset_{preset.key}", width="stretch"):
-                load_preset(preset.key)
+                if len(bank):
+                    confirm_preset(preset)
+                else:
+                    load_preset(preset.key)
             st.caption(preset.description)
     show_preset_questions()
 
@@ -153,13 +173,15 @@ if usable:
         form = st.selectbox("Statement form ({label} follows it)", lab.write_forms + [custom_choice],
                             key="one_form", help="The known forms, or your own with {word} and {context} slots.")
         if form == custom_choice:
-            form = st.text_input("Custom form: {word} and {context} once each; the label follows",
-                                 value="On planet {context}, the word {word} means", key="one_custom")
+            default_input("one_custom", "On planet {context}, the word {word} means")
+            form = st.text_input("Custom form: {word} and {context} once each; the label follows", key="one_custom")
         with st.form("add_one", clear_on_submit=False):
             c1, c2, c3 = st.columns(3)
-            word = c1.text_input("Word", value="blicket", key="one_word")
-            context = c2.text_input("Context", value="game A", key="one_context")
-            label = c3.text_input("Label", value="red", key="one_label")
+            for key, value in (("one_word", "blicket"), ("one_context", "game A"), ("one_label", "red")):
+                default_input(key, value)
+            word = c1.text_input("Word", key="one_word")
+            context = c2.text_input("Context", key="one_context")
+            label = c3.text_input("Label", key="one_label")
             st.caption(f"Statement: *{preview(form, word, context, label)}*")
             if st.form_submit_button("Write binding", type="primary"):
                 write_rows([(word, context, label)], on_dup, template=form)
@@ -210,7 +232,8 @@ if usable:
             st.caption(f"Suite '{suite.name}': {len(suite.words)} words, experiments "
                        f"{', '.join(e.name for e in suite.experiments)}.")
             exp_name = st.selectbox("Experiment", [e.name for e in suite.experiments], key="suite_exp")
-            n = st.number_input("Words", 1, len(suite.words), min(8, len(suite.words)), key="suite_n")
+            default_input("suite_n", min(8, len(suite.words)))
+            n = st.number_input("Words", 1, len(suite.words), key="suite_n")
             if st.button("Write these bindings", key="write_suite"):
                 exp = suite.experiment(exp_name)
                 rows = [(w.word, ctx, w.labels[i]) for w in suite.words[:int(n)] for i, ctx in enumerate(exp.contexts)]
@@ -287,7 +310,8 @@ st.download_button("Download memory (.safetensors)", data=lab.export_memory(bank
                    mime="application/octet-stream", key="download_memory")
 upload = st.file_uploader("Upload a memory file (replaces the current memory)", type=["safetensors"],
                           key="upload_memory")
-if upload is not None and st.button("Load this memory file", key="load_memory"):
+if upload is not None and st.button("Load this memory file" + (f" (replaces your {len(bank)} bindings)"
+                                                                if len(bank) else ""), key="load_memory"):
     try:
         loaded, notes = lab.open_memory(upload.getvalue())
     except FastmemError as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fastmem.eval.metrics import lower_is_better
 
-SELECTIVITY = ("wrong_context", "lookalike", "kept")
+SELECTIVITY = ("wrong_context", "sibling", "swapped", "lookalike", "kept")
 
 
 def _cell(r: dict, intervals: bool) -> str:
@@ -62,7 +62,7 @@ def bench_tables(rows: list[dict], modes: list[str] | None = None) -> str:
     out = []
     for title, metrics in tables:
         out.append(f"**{title}**\n")
-        out.append("| experiment | mode | " + " | ".join(_title(m) for m in metrics) + " | α / thr |")
+        out.append("| experiment | mode | " + " | ".join(_title(m) for m in metrics) + " | point: α / thr |")
         out.append("|---|---|" + "---|" * (len(metrics) + 1))
         for exp in experiments:
             for mode in modes:
@@ -71,9 +71,10 @@ def bench_tables(rows: list[dict], modes: list[str] | None = None) -> str:
                     continue
                 first = next(iter(got.values()))
                 thr = "off" if first["threshold"] is None else f"{first['threshold']:.2f}"
-                cells = [_cell(got[m], m in ("read", "wrong_context", "lookalike") or m.startswith("paraphrase:"))
-                         if m in got else "–" for m in metrics]
-                out.append(f"| {exp} | {mode} | " + " | ".join(cells) + f" | {first['alpha']:g} / {thr} |")
+                cells = [_cell(got[m], m in ("read", "wrong_context", "sibling", "swapped", "lookalike")
+                               or m.startswith("paraphrase:")) if m in got else "–" for m in metrics]
+                point = first.get("operating_point") or "–"
+                out.append(f"| {exp} | {mode} | " + " | ".join(cells) + f" | {point}: {first['alpha']:g} / {thr} |")
         out.append("")
     return "\n".join(out) + ("\n" + lengths if lengths else "")
 

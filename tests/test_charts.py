@@ -48,7 +48,7 @@ def test_score_bars_marks_chosen_runner_up_gated_and_threshold():
     assert status == {0: "runner-up", 1: "chosen", 2: "gated"}
     assert [v["index"] for v in sorted(_values(spec), key=lambda v: v["rank"])] == [1, 0, 2]  # best first
     bar_y = spec["layer"][0]["encoding"]["y"]
-    assert bar_y["sort"] == ["#1 b", "#0 a", "#2 c"]  # an explicit order (a sort by field is lost in layers)
+    assert bar_y["sort"] == ["b", "a", "c"]  # an explicit order (a sort by field is lost in layers); no "#2"
     assert "rule" in _layers(spec)  # the threshold line
     rule = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rule")
     assert rule["encoding"]["x"]["field"] == "threshold"
@@ -122,6 +122,19 @@ def test_token_bars_every_label_and_visible_space():
     assert spec["layer"][0]["encoding"]["y"]["field"] == "token"  # horizontal bars: tokens on the y axis
     assert spec["layer"][0]["encoding"]["y"]["sort"] == [v["token"] for v in values]  # highest score on top
     assert spec["height"] == {"step": charts.BAR_STEP}
+
+
+def test_before_and_after_token_charts_share_one_labelled_scale():
+    before, after = [(" a", 12.0), (" b", 3.0)], [(" red", 70.0), (" a", 10.0)]
+    domain = charts.shared_domain(before, after)
+    assert domain[0] == 0.0 and domain[1] > 70.0  # room for the value label past the longest bar
+    specs = [charts.token_bars(t, title, domain=domain).to_dict() for t, title in ((before, "before"),
+                                                                                  (after, "after"))]
+    for spec in specs:
+        x = spec["layer"][0]["encoding"]["x"]
+        assert x["title"] == "logit" and x["scale"]["domain"] == list(domain)
+    promoted = charts.token_bars(after, "promotes", x_title="logit added (α · W_U v)").to_dict()
+    assert promoted["layer"][0]["encoding"]["x"]["title"] == "logit added (α · W_U v)"
 
 
 def test_bench_chart_and_table():

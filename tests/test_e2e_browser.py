@@ -163,7 +163,9 @@ def test_share_file_reopens_the_view_and_bad_json_changes_nothing(page, shots, t
     bad.write_text('{"format": "fastmem-share", "version": 1, "model": "x", "memory": "@@"')
 
     nav(pg, "Memory")
-    pg.get_by_role("button", name="Conflicting contexts").click()  # a different memory
+    pg.get_by_role("button", name="Conflicting contexts").click()  # a different memory: asks first
+    expect(pg.get_by_text("Your memory holds")).to_be_visible()
+    pg.get_by_role("button", name="Replace it").click()
     expect(pg.get_by_text("Entries (6)")).to_be_visible()
     nav(pg, "Inspect")
     pg.get_by_text("Open a shared view (JSON)").click()

@@ -76,7 +76,7 @@ def score_bars(entries: list[str], scores, chosen: int = -1, threshold: float | 
     disabled = set(disabled)
     order = top_k(scores, k, chosen)
     summary = retrieval_summary(scores, chosen)
-    names = _unique([f"#{i} {entries[i]}" for i in order])
+    names = _unique([entries[i] for i in order])  # no "#2": an entry's number would read as its rank
     rows = []
     for rank, (i, name) in enumerate(zip(order, names)):
         v = _finite(scores[i])
@@ -148,16 +148,27 @@ def score_heatmap(questions: list[str], entries: list[str], matrix, k: int = 4, 
                         subtitle=[f"{len(keep)} of {m} entries shown (each question's top {k})"]))
 
 
-def token_bars(tokens: list[tuple[str, float]], title: str, color: str = "#4b61d1") -> alt.Chart:
-    """Top-k tokens with their scores as horizontal bars, every token labelled; leading spaces as '␣'."""
+def token_bars(tokens: list[tuple[str, float]], title: str, color: str = "#4b61d1", x_title: str = "logit",
+               domain: tuple[float, float] | None = None) -> alt.Chart:
+    """Top-k tokens with their scores as horizontal bars, every token labelled; leading spaces as '␣'. `domain`:
+    one x scale for charts meant to be compared (before and after: `shared_domain`)."""
     labels = _unique([t.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅" for t, _ in tokens])
     data = pd.DataFrame({"token": labels, "score": [float(s) for _, s in tokens], "rank": list(range(len(tokens))),
                          "text": [f"{float(s):.2f}" for _, s in tokens]})
     y = alt.Y("token:N", sort=list(labels), title=None, axis=_band_axis(labelFont="monospace"))
+    scale = alt.Scale(domain=list(domain), nice=False) if domain is not None else alt.Undefined
     bars = alt.Chart(data).mark_bar(color=color).encode(
-        x=alt.X("score:Q", title=None), y=y, tooltip=["token", alt.Tooltip("score:Q", format=".3f")])
+        x=alt.X("score:Q", title=x_title, scale=scale), y=y, tooltip=["token", alt.Tooltip("score:Q", format=".3f")])
     text = alt.Chart(data).mark_text(align="left", dx=3, fontSize=11).encode(x="score:Q", y=y, text="text:N")
     return alt.layer(bars, text).properties(title=title, height=alt.Step(BAR_STEP))
+
+
+def shared_domain(*token_lists: list[tuple[str, float]]) -> tuple[float, float]:
+    """One x range for several token charts (0 included, room for the value labels)."""
+    scores = [float(v) for tokens in token_lists for _, v in tokens] or [0.0]
+    lo, hi = min(0.0, min(scores)), max(0.0, max(scores))
+    pad = 0.15 * ((hi - lo) or 1.0)
+    return (lo - pad if lo < 0 else 0.0, hi + pad)
 
 
 def rows_frame(rows) -> pd.DataFrame:
@@ -197,7 +208,9 @@ def bench_chart(rows, columns: int = 5) -> alt.Chart:
                       .facet(facet=alt.Facet("panel:N", sort=[p for p in panels if p in set(part["panel"])],
                                              title=None, header=alt.Header(labelFontSize=12, labelLimit=220)),
                              columns=columns, title=str(exp)))
-    title = "Rate per metric with 95% intervals (black tick: the post's figure; ↓ lower is better)"
+    has_post = "post" in df and df["post"].notna().any()
+    title = ("Rate per metric with 95% intervals (" + ("black tick: the post's figure; " if has_post else "")
+             + "↓ lower is better)")
     return (blocks[0] if len(blocks) == 1 else alt.vconcat(*blocks)).properties(title=title)
 
 

@@ -108,3 +108,25 @@ def _explain_spans(bank: MemoryBank, mode, scores: torch.Tensor, chosen: int, to
         return (f"Found the context '{f.context_text}', but no word written in it{closest}. Nothing injected.")
     return (f"Found no written word and no written context. Closest entry '{e.word}' in '{e.context}': word "
             f"{f.word_score:.2f}, context {f.context_score:.2f}, {limit}. Nothing injected.")
+
+
+SPECIAL_NAMES = {"<|im_end|>": "end of turn", "<|im_start|>": "start of turn", "<|endoftext|>": "end of text",
+                 "</s>": "end of text", "<s>": "start of text", "\n": "new line", "\t": "tab"}
+
+
+def special_words(answer: str) -> str | None:
+    """What an answer made of special tokens or whitespace means, in words ('new line, end of turn'), or None
+    when it holds ordinary text: the app shows it beside the raw form, which a student cannot read."""
+    names, rest = [], answer
+    while rest:
+        for raw, name in SPECIAL_NAMES.items():
+            if rest.startswith(raw):
+                names.append(name)
+                rest = rest[len(raw):]
+                break
+        else:
+            if rest[0] != " ":
+                return None
+            names.append("space")
+            rest = rest[1:]
+    return ", ".join(dict.fromkeys(names)) if names else "nothing (empty)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from fastmem.demo.explain import special_words
 from fastmem.demo.presets import PRESETS, Preset, get_preset
 from fastmem.demo.share import ShareFileError, ShareView, dump_share, memory_bytes, parse_share
 from fastmem.errors import BindingError, FastmemError
@@ -63,6 +64,11 @@ class DemoTools:
         return bank, doc.view
 
     # -- what is behind an answer ---------------------------------------------------------------
+    @staticmethod
+    def special_words(answer: str) -> str | None:
+        """An answer of special tokens or whitespace in words (`explain.special_words`), else None."""
+        return special_words(answer)
+
     def top_tokens(self, logits: torch.Tensor, k: int = 10) -> list[tuple[str, float]]:
         values, ids = logits.float().topk(min(k, logits.shape[-1]))
         return [(self.lab.lm.tokenizer.decode([int(i)]), float(v)) for v, i in zip(values, ids)]

@@ -24,6 +24,22 @@ RULES = {"write": "label", "read": "label", "plain": "word_label", "unrelated": 
          "unchanged": "unchanged", "wrong_context": "word_label", "lookalike": "any_label", "kept": "unchanged",
          "sibling": "word_label", "swapped": "word_label", "read_in_12": "label_within"}
 LOWER_IS_BETTER = ("plain", "unrelated", "wrong_context", "lookalike", "sibling", "swapped")
+# Each metric in plain words, for the places that show results (the app's legend, the README).
+MEANINGS = {
+    "write": "the write statement itself now completes to the label",
+    "read": "the question about a written word, in its written context, is answered with its label",
+    "paraphrase:*": "the same question in another phrasing the calibration never saw",
+    "typed:*": "the question typed as a person would (no template, capitals, a sentence before it...)",
+    "plain": "a question with no context gets one of that word's labels (a leak)",
+    "wrong_context": "the word asked in a context never written for it gets one of its labels (a leak)",
+    "sibling": "the word asked in a sibling of its context (level 4 for level 1, east lab for north lab) leaks",
+    "swapped": "word and context of two entries swapped round still gets a label (a leak)",
+    "lookalike": "an unwritten word that looks like a written one (flicket for blicket) gets a label",
+    "unrelated": "an unrelated question gets a label from memory",
+    "unchanged": "the unrelated question's answer stays the plain model's",
+    "kept": "a fact the plain model answers right keeps its answer",
+    "read_in_12": "the chat turn's answer contains the label within 12 tokens",
+}
 WITHIN_TOKENS = 12
 PARAPHRASE = "paraphrase:"
 

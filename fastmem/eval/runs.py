@@ -70,6 +70,15 @@ class Runs:
         return json.dumps({"rows": [asdict(r) for r in rows], "extra": [asdict(x) for x in extra]}, indent=1)
 
     @staticmethod
+    def legend(rows) -> list[tuple[str, str]]:
+        """(metric, what it means in plain words) for the metrics these rows hold, in the rows' order."""
+        from fastmem.eval.metrics import MEANINGS, lower_is_better
+
+        seen = dict.fromkeys(r.metric.split(":")[0] + ":*" if ":" in r.metric else r.metric for r in rows)
+        return [(m + (" ↓" if not m.endswith("*") and lower_is_better(m) else ""), MEANINGS[m])
+                for m in seen if m in MEANINGS]
+
+    @staticmethod
     def table(rows, compact: bool = False):
         """The rows in the post's layout (one row per experiment and mode), as a pandas frame."""
         from fastmem.eval.report import compact_frame, pivot_frame
