@@ -4,6 +4,7 @@
     python -m fastmem scale --model smollm2 --sizes 100 1000 10000 100000 --json scale.json
     python scripts/readme_tables.py results.json [--scale scale.json]
     python scripts/readme_tables.py baselines-bench.json --compact     # one line per experiment and mode
+    python scripts/readme_tables.py typed.json --typed                 # from `python -m fastmem bench --typed`
     python scripts/readme_tables.py --sizes baselines.json            # from `python -m fastmem baselines --json`
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ def length_table(rows: list[dict]) -> str:
 
 def bench_tables(rows: list[dict], modes: list[str] | None = None) -> str:
     lengths = length_table(rows)
-    rows = [r for r in rows if LENGTH_MARK not in r["experiment"]]
+    rows = [r for r in rows if LENGTH_MARK not in r["experiment"] and not r.get("form")]
     experiments = list(dict.fromkeys(r["experiment"] for r in rows))
     modes = modes or list(dict.fromkeys(r["mode"] for r in rows))
     paraphrases = sorted({r["metric"] for r in rows if r["metric"].startswith("paraphrase:")})
@@ -79,6 +80,38 @@ def bench_tables(rows: list[dict], modes: list[str] | None = None) -> str:
     return "\n".join(out) + ("\n" + lengths if lengths else "")
 
 
+def typed_table(rows: list[dict], modes: list[str] | None = None) -> str:
+    """Questions typed as people type them: per form (rows with a `form`), Read per mode, and the negatives pooled
+    over the forms. One line per form; the experiments pooled (hits and n summed)."""
+    typed = [r for r in rows if r.get("form")]
+    if not typed:
+        return ""
+    modes = modes or list(dict.fromkeys(r["mode"] for r in typed))
+    forms = list(dict.fromkeys(r["form"] for r in typed))
+
+    def pooled(metric, mode, form=None):
+        got = [r for r in typed if r["metric"] == metric and r["mode"] == mode and (form is None or r["form"] == form)]
+        n = sum(r["n"] for r in got)
+        return (sum(r["hits"] for r in got) / n, n) if n else (None, 0)
+
+    out = ["| form | n | " + " | ".join(modes) + " |", "|---|---|" + "---|" * len(modes)]
+    for form in forms:
+        metric = "read_in_12" if any(r["metric"] == "read_in_12" and r["form"] == form for r in typed) else "read"
+        cells = [pooled(metric, m, form) for m in modes]
+        n = max(c[1] for c in cells)
+        out.append(f"| {form.removeprefix('typed:')}{' (label within 12 tokens)' if metric == 'read_in_12' else ''} "
+                   f"| {n} | " + " | ".join("–" if c[0] is None else f"{c[0]:.3f}" for c in cells) + " |")
+    out.append("")
+    negatives = [m for m in ("plain", "wrong_context", "sibling", "lookalike") if any(r["metric"] == m for r in typed)]
+    out.append("| negative, every typed form pooled ↓ | n | " + " | ".join(modes) + " |")
+    out.append("|---|---|" + "---|" * len(modes))
+    for metric in negatives:
+        cells = [pooled(metric, m) for m in modes]
+        out.append(f"| {metric} | {max(c[1] for c in cells)} | "
+                   + " | ".join("–" if c[0] is None else f"{c[0]:.3f}" for c in cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def scale_table(data: dict) -> str:
     points, timings = data["points"], data["timings"]
     metrics = list(dict.fromkeys(p["metric"] for p in points))
@@ -99,7 +132,7 @@ COMPACT = ("write", "read", "plain", "wrong_context", "lookalike", "unrelated", 
 
 def compact_table(rows: list[dict], modes: list[str] | None = None) -> str:
     """One line per experiment and mode: the main metrics, the paraphrases' mean, and tokens per question."""
-    rows = [r for r in rows if LENGTH_MARK not in r["experiment"]]
+    rows = [r for r in rows if LENGTH_MARK not in r["experiment"] and not r.get("form")]
     modes = modes or list(dict.fromkeys(r["mode"] for r in rows))
     out = ["| experiment | mode | " + " | ".join(_title(m) for m in COMPACT[:2]) + " | paraphrases (mean) | "
            + " | ".join(_title(m) for m in COMPACT[2:]) + " | tokens / question |", "|---|---|" + "---|" * 9]
@@ -140,11 +173,15 @@ def main() -> None:
     ap.add_argument("--scale", default=None)
     ap.add_argument("--modes", nargs="+", default=None)
     ap.add_argument("--compact", action="store_true", help="one line per experiment and mode")
+    ap.add_argument("--typed", action="store_true", help="the typed forms (a `bench --typed` run) only")
     ap.add_argument("--sizes", default=None, help="JSON of `python -m fastmem baselines`")
     args = ap.parse_args()
     if args.bench_json:
         data = json.loads(Path(args.bench_json).read_text())
-        print(compact_table(data["rows"], args.modes) if args.compact else bench_tables(data["rows"], args.modes))
+        if args.typed:
+            print(typed_table(data["rows"], args.modes))
+        else:
+            print(compact_table(data["rows"], args.modes) if args.compact else bench_tables(data["rows"], args.modes))
         if "calibration" in data:
             c = data["calibration"]
             print(f"Calibration: token layer {c.get('token_layer')}, key layer {c['key_layer']}, symbol layer "

@@ -177,6 +177,11 @@ def test_benchmark_survives_widget_changes_and_shows_the_posts_layout():
     table = at.dataframe[0].value
     assert list(table["mode"]) == ["none", "dual_key"]  # one row per (experiment, mode)
     assert "plain ↓" in table.columns and "read" in table.columns  # one column per metric, lower-is-better marked
+    assert len(table.columns) == 2 + 5  # the compact table: the five headline metrics
+    full = at.dataframe[1].value  # every metric with its interval, one click away
+    assert len(full.columns) > len(table.columns) and "lookalike ↓" in full.columns
+    legend = next(m.value for m in at.markdown if "What each column counts" in m.value)
+    assert "wrong_context ↓" in legend and "kept" in legend and "paraphrase:*" in legend
     assert len(at.get("vega_lite_chart")) == 1 and not at.button(key="bench_run").disabled
     assert any("Done" in s.value for s in at.success)
 
@@ -266,6 +271,9 @@ def test_write_a_custom_form_and_a_free_statement_then_read_both_back():
 
     at.switch_page("pages/inspect.py").run()
     at.text_input(key="question").input("Tell me, what could wug mean on planet Zog?").run()
+    assert any("Read as typed" in c.value for c in at.caption)  # the default mode needs no form and no marks
+    assert {m.label: m.value for m in at.metric}["Answer with memory"] == "␣guinea␣pig"
+    at.selectbox(key="mode").set_value("token_match").run()  # a mode that needs slots says when it has none
     warned = [w.value for w in at.warning]
     assert any("No known question form matches" in w and "'Zog'" in w for w in warned), warned  # never silent
     at.text_input(key="mark_word").input("wug")
