@@ -38,12 +38,20 @@ def load_lab(spec: str) -> tuple[Lab | None, str | None, float]:
         return None, f"Cannot load '{spec}': {type(exc).__name__}: {exc}", time.perf_counter() - start
 
 
-def keep_inputs() -> None:
-    """Re-save every page's inputs, so the page not drawn in this run keeps them (Streamlit's documented way);
-    the widgets take their defaults from `default_input`, never from a `value=` argument."""
+def _kept_keys() -> list[str]:
+    from fastmem.memory.modes import mode_names
+
+    return list(KEPT_INPUTS) + [f"alpha_{m}" for m in mode_names(answering=True)]
+
+
+def remember_inputs() -> None:
+    """Note every input's current value (at the start and the end of a run, and in fragments that rerun
+    alone)."""
     state = st.session_state
-    for key in [k for k in state.keys() if k in KEPT_INPUTS or str(k).startswith("alpha_")]:
-        state[key] = state[key]
+    kept = state.setdefault("_kept_inputs", {})
+    for key in _kept_keys():
+        if key in state:
+            kept[key] = state[key]
 
 
 def default_input(key: str, value):

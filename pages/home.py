@@ -69,6 +69,7 @@ DEMO = [("blicket", "game A", "red"), ("blicket", "game B", "blue")]
 # Questions the memory should leave alone: (what it shows, word, context), from the failure-gallery preset.
 LEFT_ALONE = [("wrong context: the written word in a context never written", "blicket", "game Z"),
               ("look-alike: an unwritten word that looks like the written one", "flicket", "game A")]
+TYPED = "What does {word} mean in {context}?"  # typed as a person would: no template, no marks
 
 
 @st.cache_resource(show_spinner=False)
@@ -78,12 +79,12 @@ def demo(model_name: str, _lab):
     _lab.write(bank, DEMO)
     answered, left = [], []
     for word, context, label in DEMO:
-        r = _lab.ask(bank, _lab.question(word, context), max_new_tokens=4)
+        r = _lab.ask(bank, TYPED.format(word=word, context=context), max_new_tokens=4)
         answered.append({"question": r.prompt.text, "expected": vis(" " + label),
                          "without memory": vis(r.base_answer), "with memory": vis(r.answer),
                          "generation with memory": vis(r.generation), "retrieved": r.reason})
     for kind, word, context in LEFT_ALONE:
-        r = _lab.ask(bank, _lab.question(word, context))
+        r = _lab.ask(bank, TYPED.format(word=word, context=context))
         left.append({"kind": kind, "question": r.prompt.text, "without memory": vis(r.base_answer),
                      "with memory": vis(r.answer), "injected": r.chosen >= 0, "reason": r.reason})
     return answered, left

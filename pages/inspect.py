@@ -10,7 +10,7 @@ import streamlit as st
 
 from fastmem import DEFAULT_MODE, MODES, FastmemError, Lab, ShareView
 from fastmem.demo import charts
-from pages._shared import page_lab, require_bank, token_html, vis
+from pages._shared import page_lab, remember_inputs, require_bank, token_html, vis
 
 lab = page_lab()
 state = st.session_state
@@ -152,6 +152,7 @@ def inspector():
                   "token_match": f"token keys at layer {cal.token_layer}",
                   "dual_key": f"symbol layer {cal.symbol_layer}, context layer {cal.context_layer}"}
 
+    remember_inputs()  # this fragment reruns alone: its inputs are noted here, not at the end of the app
     results = st.empty()  # one slot for every result below: an element, then a new block, drops the old results
     results.caption("…")
     with results.container():

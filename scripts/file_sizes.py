@@ -6,7 +6,10 @@ that 100,000 take seconds, not the 45 minutes writing them would). Then:
   save   `Lab.export_memory` (file format v4: values, label tokens' corrections, the statements; no keys);
   load   `Lab.open_memory` (every field checked) plus the first question, which builds the slot-free index;
   same   the real bindings asked in their context, 32 filler bindings and 32 never-written contexts, before
-         and after: every answer, chosen entry and score equal.
+         and after: every answer, chosen entry and score equal;
+  read   of the 64 real bindings asked as typed (`What does W mean in C?`), answered with their label, and
+  fires  of the 32 questions in a never-written context (game Z), answered with anything from memory, with the
+         median time of one question (`Lab.ask`: forward pass, slot-free search over every entry, injection).
 
     python scripts/file_sizes.py [--model smollm2] [--sizes 1000 10000 100000]
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import sys
 import time
 from dataclasses import replace
@@ -56,10 +60,13 @@ def filled(lab: Lab, real, n: int, rng: random.Random):
     return bank
 
 
-def answers(lab: Lab, bank, questions) -> list[tuple]:
+def answers(lab: Lab, bank, questions, times=None) -> list[tuple]:
     out = []
     for q in questions:
+        start = time.perf_counter()
         r = lab.ask(bank, q)
+        if times is not None:
+            times.append(time.perf_counter() - start)
         out.append((r.answer, r.chosen, round(r.best, 6)))
     return out
 
@@ -77,15 +84,19 @@ def main() -> None:
     real = lab.new_memory()
     lab.write(real, [(w, c, lab_[i]) for w, lab_ in zip(words, labels) for i, c in enumerate(("game A", "game B"))])
     print(f"{lab.lm.name}, seed {args.seed}; {len(real)} real bindings, the rest fillers")
-    print("| bindings | file MB | kB / binding | save s | load s (open + first question) | same answers |")
-    print("|---|---|---|---|---|---|")
+    print("| bindings | file MB | kB / binding | save s | load s (open + first question) | same answers | read | "
+          "game Z fires | ms / question (median) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    expected = [" " + lab_[i] for lab_ in labels for i in range(2)]
     for n in args.sizes:
         bank = filled(lab, real, n, rng)
         fillers = [e for e in bank.entries if e.word not in set(words)][:32]
         questions = ([f"What does {w} mean in {c}?" for w in words for c in ("game A", "game B")]
                      + [f"In {e.context}, what is {e.word}?" for e in fillers]
                      + [f"What does {w} mean in game Z?" for w in words])
-        before = answers(lab, bank, questions)
+        lab.ask(bank, questions[0])  # builds the memory's derived tensors once, as the app's first question does
+        times: list[float] = []
+        before = answers(lab, bank, questions, times)
         start = time.perf_counter()
         data = lab.export_memory(bank)
         saved = time.perf_counter() - start
@@ -95,8 +106,11 @@ def main() -> None:
         loaded = time.perf_counter() - start
         after = answers(lab, again, questions)
         same = sum(a == b for a, b in zip(before, after))
+        read = sum(a[0] == e for a, e in zip(before, expected))
+        fires = sum(a[1] >= 0 for a in before[len(expected) + len(fillers):])
         print(f"| {len(bank):,} | {len(data) / 1e6:.1f} | {len(data) / len(bank) / 1e3:.2f} | {saved:.1f} | "
-              f"{loaded:.1f} | {same}/{len(questions)} |", flush=True)
+              f"{loaded:.1f} | {same}/{len(questions)} | {read}/{len(expected)} | {fires}/{len(words)} | "
+              f"{statistics.median(times) * 1000:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -280,7 +280,9 @@ def test_marked_word_or_context_of_wrong_type(tiny_lab, bank):
 
 
 def test_ask_needs_a_prompt_and_a_memory(tiny_lab, bank):
-    fails(bank, lambda: tiny_lab.ask(bank, "what is dax?"), BindingError, "parse_question")
+    fails(bank, lambda: tiny_lab.ask(bank, 42), BindingError, "typed question")
+    fails(bank, lambda: tiny_lab.ask(bank, "what is \x00dax?"), BindingError, "control or invisible characters")
+    assert tiny_lab.ask(bank, "what is dax in game B?").prompt.text == "what is dax in game B?"  # typed: accepted
     fails(None, lambda: tiny_lab.ask(None, tiny_lab.question("dax")), SettingsError, "MemoryBank")
 
 
