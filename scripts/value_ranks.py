@@ -21,7 +21,7 @@ def main() -> None:
     binds = bindings(exp, lab.suite.split("test")[:args.words])
     memory = lab.new_memory()
     lab.write(memory, [(b.word, b.context, b.label) for b in binds], template=exp.write)
-    ranks = [lab.label_ranks(memory, i, args.steps) for i in range(len(memory))]
+    ranks = [lab.demo.label_ranks(memory, i, args.steps) for i in range(len(memory))]
     print(f"{lab.lm.name}, {exp.name}, {len(memory)} bindings (test words); rank 1 = the label is W_U v's top token")
     print("| value steps | median rank | label first | label in top 10 |")
     print("|---|---|---|---|")

@@ -81,5 +81,5 @@ def test_siblings_and_digit_look_alikes_are_left_alone(smollm2_lab):
 
 
 def test_a_typed_statement_gets_a_proposal_of_its_parts(smollm2_lab):
-    got = smollm2_lab.propose_statement("Over in level 3, people use zorp to mean a cold drink")
+    got = smollm2_lab.demo.propose_statement("Over in level 3, people use zorp to mean a cold drink")
     assert (got.word, got.context, got.label) == ("zorp", "level 3", "a cold drink")
