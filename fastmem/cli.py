@@ -33,7 +33,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _setup(args):
     """The Lab the command runs on (model, suite, calibration), with what it is printed to stderr."""
-    from fastmem.eval.calibrate import load_or_calibrate
+    from fastmem.eval.calibration_cache import load_or_calibrate
     from fastmem.eval.suite import load_suite
     from fastmem.lab import Lab
     from fastmem.model.lm import FrozenLM

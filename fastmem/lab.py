@@ -11,9 +11,10 @@ from dataclasses import replace
 
 import torch
 
-from fastmem.demo.explain import Found, explain, found_in
+from fastmem.memory.explain import Found, explain, found_in
 from fastmem.errors import BindingError, FastmemError, LabelError, MemoryFileError, SettingsError
-from fastmem.eval.calibrate import Calibration, empty_bank, load_or_calibrate
+from fastmem.eval.calibrate import Calibration, empty_bank
+from fastmem.eval.calibration_cache import load_or_calibrate
 from fastmem.eval.suite import Suite, load_suite
 from fastmem.fields import (MAX_CONTEXT, MAX_LABEL, MAX_QUESTION, MAX_WORD, check_count, check_steps, clean_field,
                             clean_question)

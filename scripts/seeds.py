@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict
 
 from fastmem.eval.bench import run_bench
-from fastmem.eval.calibrate import load_or_calibrate
+from fastmem.eval.calibration_cache import load_or_calibrate
 from fastmem.lab import Lab
 from fastmem.model.lm import FrozenLM
 from fastmem.eval.metrics import lower_is_better

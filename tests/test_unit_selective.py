@@ -9,7 +9,8 @@ import fastmem.eval.probesets as probesets_mod
 from fastmem.lab import Lab
 from fastmem.memory import file as memory_file
 from fastmem.eval.bench import run_bench
-from fastmem.eval.calibrate import ModeSettings, calibrate, cache_key
+from fastmem.eval.calibrate import ModeSettings, calibrate
+from fastmem.eval.calibration_cache import cache_key
 from fastmem.memory.bank import MemoryBank, MemoryEntry
 from fastmem.eval.metrics import LabelIndex, hit_mask, probe_set
 from fastmem.memory.prompts import render
@@ -265,7 +266,7 @@ def test_calibration_cache_key_follows_code_forms_and_phrasings_without_a_list_t
                                                                                       monkeypatch):
     """What calibration runs: the source of every module it imports (found from the imports), and its prompts as
     keyed, so a new paraphrase or built-in phrasing that keys a training question differently changes the key."""
-    from fastmem.eval import calibrate as cal_mod
+    from fastmem.eval import calibration_cache as cal_mod
     from fastmem.eval.suite import ParaphraseSpec
 
     key = cache_key(neox, small_suite, 8, 0)

@@ -58,7 +58,7 @@ def test_wilson_always_contains_the_rate():
 
 
 def test_extra_builtin_suites_reproduce_their_shipped_files_and_share_the_calibration(smollm2_lab):
-    from fastmem.eval.calibrate import cache_key
+    from fastmem.eval.calibration_cache import cache_key
     from fastmem.eval.suite_library import (make_multitoken_suite, make_nonce_colour_suite, make_phrasings_suite,
                                        make_real_words_suite)
 

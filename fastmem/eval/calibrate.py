@@ -1,31 +1,23 @@
 """Choose layers, train the key projector, and pick alpha and threshold per mode: training words only.
 
 The training words are split into a fit part (projector training) and a dev part (every choice is
-scored there). Test words are never seen. The result is cached per model, suite and settings.
+scored there). Test words are never seen. The result is cached (calibration_cache.py).
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import threading
 import random
 from dataclasses import asdict, dataclass, field, replace
-from importlib import resources
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from fastmem.memory.engine import write_entries
 from fastmem.errors import SettingsError, SuiteError
 from fastmem.model.lm import FrozenLM, PromptStates
-from fastmem.model.loading import cache_dir
 from fastmem.memory.bank import MemoryBank
 from fastmem.eval.metrics import ProbeSet, Sweep, probe_set
 from fastmem.eval.probes import lookalikes
-from fastmem.memory.projector import KeyProjector, ProjectorConfig, train_projector
+from fastmem.memory.projector import ProjectorConfig, train_projector
 from fastmem.memory.keying import key_question
 from fastmem.memory.prompts import render
 from fastmem.memory.modes import MODES, Query, get_mode
@@ -303,94 +295,4 @@ def calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, p
                 dev_scores[point][mode.name] = table[(alpha, thr)]
     cal = Calibration(lm.name, key_layer, symbol_layer, context_layer, value_steps, seed, points,
                       projector.identity, dev_scores, token_layer)
-    return cal, geometry
-
-
-def cache_key(lm: FrozenLM, suite: Suite, value_steps: int, seed: int, sources: dict[str, bytes] | None = None) -> str:
-    """Everything calibration reads: the model's identity, every prompt it runs as keyed (`training_plan`: text,
-    slots and targets, so a change to a template, a question form or a keying rule changes it, while suites that
-    differ only in their test side share a calibration), the training labels, the settings, and the source of
-    every module calibration runs (`calibration_sources`)."""
-    sources = calibration_sources() if sources is None else sources
-    code = hashlib.sha256(b"".join(name.encode() + b"\0" + body for name, body in sorted(sources.items())))
-    plan = training_plan(lm, suite, seed)
-    prompts = {name: [[p.text, p.word_span, p.context_span, p.context, p.marked] for p in group]
-               for name, group in plan.groups.items()}
-    targets = {name: list(p.targets) for name, p in plan.probes.items()}
-    train = json.dumps([lm.name, lm.n_layers, lm.hidden_size, str(lm.dtype), prompts, targets,
-                        [w.model_dump() for w in suite.split("train")], value_steps, seed, CALIBRATION_VERSION,
-                        code.hexdigest()])
-    return hashlib.sha256(train.encode()).hexdigest()[:12]
-
-
-def calibration_sources() -> dict[str, bytes]:
-    """The source of `fastmem.calibrate` and of every fastmem module it imports, directly or not (read from the
-    import statements, so a module calibration starts to use is covered without a list to keep)."""
-    package = resources.files("fastmem")
-    seen: dict[str, bytes] = {}
-    todo = ["eval.calibrate"]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        path = package.joinpath(*name.split(".")[:-1], f"{name.split('.')[-1]}.py")
-        if not path.is_file():
-            path = package.joinpath(*name.split("."), "__init__.py")
-        body = path.read_bytes()
-        seen[name] = body
-        todo += _fastmem_imports(body, name)
-    return seen
-
-
-def _fastmem_imports(body: bytes, name: str) -> list[str]:
-    """Names of the fastmem modules a module's source imports (relative imports, anywhere in the file)."""
-    import ast
-
-    here = name.split(".")[:-1]
-    out = []
-    for node in ast.walk(ast.parse(body)):
-        if isinstance(node, ast.ImportFrom) and node.level > 0:
-            base = here[:len(here) - (node.level - 1)] if node.level > 1 else here
-            parts = base + (node.module.split(".") if node.module else [])
-            if node.module:
-                out.append(".".join(parts))
-            else:  # `from . import x`
-                out += [".".join(parts + [a.name]) for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fastmem."):
-            out.append(node.module[len("fastmem."):])
-    return out
-
-
-def _cache_folder(lm: FrozenLM, suite: Suite, value_steps: int, seed: int) -> Path:
-    tag = cache_key(lm, suite, value_steps, seed)
-    slug = "".join(ch if ch.isalnum() else "-" for ch in lm.name)[-60:]
-    return cache_dir() / "calibration" / f"{slug}-{tag}"
-
-
-def load_or_calibrate(lm: FrozenLM, suite: Suite, value_steps: int = 8, seed: int = 0, progress=None,
-                      use_cache: bool = True, show_progress: bool = True) -> tuple[Calibration, KeyGeometry]:
-    folder = _cache_folder(lm, suite, value_steps, seed)
-    if use_cache and (folder / "calibration.json").is_file():
-        try:
-            cal = Calibration.from_json((folder / "calibration.json").read_text())
-            projector = KeyProjector.load(folder / "projector.safetensors")
-            base = load_file(folder / "baselines.safetensors")
-            return cal, KeyGeometry(projector, base["symbol"], base["context"], base["token_mean"],
-                                    base["token_scale"], base["embed_mean"], base["embed_scale"])
-        except Exception:  # noqa: BLE001 - a damaged cache is simply rebuilt
-            pass
-    cal, geometry = calibrate(lm, suite, value_steps, seed, progress, show_progress)
-    if use_cache:  # write beside, then rename: a concurrent reader never sees half a calibration
-        final, folder = folder, folder.with_name(f"{folder.name}.{os.getpid()}.{threading.get_ident()}.partial")
-        folder.mkdir(parents=True, exist_ok=True)
-        geometry.projector.save(folder / "projector.safetensors")
-        save_file({"symbol": geometry.symbol_baseline.contiguous(), "context": geometry.context_baseline.contiguous(),
-                   "token_mean": geometry.token_mean.contiguous(), "token_scale": geometry.token_scale.contiguous(),
-                   "embed_mean": geometry.embed_mean.contiguous(), "embed_scale": geometry.embed_scale.contiguous()},
-                  folder / "baselines.safetensors")
-        (folder / "calibration.json").write_text(cal.to_json())
-        try:
-            folder.rename(final)
-        except OSError:  # another process finished first: keep theirs
-            shutil.rmtree(folder, ignore_errors=True)
     return cal, geometry
