@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from fastmem.demo.explain import special_words
+from fastmem.memory.explain import special_words
 from fastmem.demo.presets import PRESETS, Preset, get_preset
 from fastmem.demo.share import ShareFileError, ShareView, dump_share, memory_bytes, parse_share
 from fastmem.errors import BindingError, FastmemError

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from fastmem.memory.engine import answer, prompt_states
-from fastmem.demo.explain import explain
+from fastmem.memory.explain import explain
 from fastmem.errors import SuiteError
 from fastmem.eval.metrics import LabelIndex, hit_mask, probe_set
 from fastmem.memory.prompts import render
