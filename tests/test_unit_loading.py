@@ -47,3 +47,40 @@ def test_saved_tiny_neox_reloads_with_its_output_embedding(neox, tmp_path):
     assert [lm.encode(p).ids for p in prompts] == [neox.encode(p).ids for p in prompts]
     torch.testing.assert_close(lm.logits(lm.states(prompts).final), neox.logits(neox.states(prompts).final),
                                rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["neox", "llama"])
+def test_bfloat16_weights_give_float32_states_close_to_float32(arch, neox, llama, tmp_path):
+    """The bf16 path (`--dtype bfloat16`): weights in bfloat16, states handed on as float32, logits near float32's."""
+    base = neox if arch == "neox" else llama
+    folder = tmp_path / arch
+    base.model.save_pretrained(folder)
+    base.tokenizer.save_pretrained(folder)
+    model, tokenizer, name = load_model(str(folder), device="cpu", dtype="bfloat16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    lm = FrozenLM(model, tokenizer, base.name)
+    prompts = [render("In {context}, {word} means", "dax", "game A")]
+    final = lm.states(prompts).final
+    assert final.dtype == torch.float32 and torch.isfinite(final).all()
+    torch.testing.assert_close(lm.logits(final), base.logits(base.states(prompts).final), rtol=0.05, atol=0.05)
+
+
+def test_bfloat16_memory_reads_what_float32_reads(tiny_lab, tmp_path):
+    """Written and read on bfloat16 weights, with the float32 calibration: values stay float32 and every binding
+    reads back as it does in float32."""
+    from fastmem.lab import Lab
+
+    folder = tmp_path / "neox"
+    tiny_lab.lm.model.save_pretrained(folder)
+    tiny_lab.lm.tokenizer.save_pretrained(folder)
+    model, tokenizer, _ = load_model(str(folder), device="cpu", dtype="bfloat16")
+    lab16 = Lab(FrozenLM(model, tokenizer, tiny_lab.lm.name), tiny_lab.calibration, tiny_lab.geometry)
+    rows = [("dax", "game A", "red"), ("dax", "game B", "blue"), ("wug", "game B", "cat"), ("toma", "game A", "fish")]
+    got = {}
+    for name, lab in (("bf16", lab16), ("fp32", tiny_lab)):
+        bank = lab.new_memory()
+        assert all(w.status == "added" for w in lab.write(bank, rows))
+        assert all(e.values.dtype == torch.float32 and torch.isfinite(e.values).all() for e in bank.entries)
+        asked = [lab.ask(bank, lab.question(w, c)) for w, c, _ in rows]
+        got[name] = [(r.chosen, r.answer_ids) for r in asked]
+    assert got["bf16"] == got["fp32"] == [(i, tiny_lab.lm.label_tokens(label)) for i, (_, _, label) in enumerate(rows)]
