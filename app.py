@@ -1,7 +1,7 @@
 """fastmem lab: the router and shared frame (model picker, memory summary). Run: streamlit run app.py"""
 import streamlit as st
 
-from pages._shared import current_lab, model_picker, remember_inputs, sidebar
+from pages._shared import current_lab, model_picker, sidebar
 
 st.set_page_config(page_title="fastmem lab", page_icon="🧠", layout="wide")
 
@@ -13,7 +13,6 @@ nav = st.navigation([
     st.Page("pages/benchmark.py", title="Benchmark", icon=":material/bar_chart:"),
     st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
 ])
-remember_inputs()  # the inputs as the last run left them; each page gives back the others' (page_lab)
 model_picker()
 lab = current_lab()
 st.session_state["lab_name"] = lab.lm.name if lab is not None else None
@@ -21,4 +20,3 @@ if lab is None:
     st.stop()
 nav.run()
 sidebar(lab)  # after the page, so the memory summary includes what the page just wrote
-remember_inputs()

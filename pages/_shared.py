@@ -11,13 +11,6 @@ import streamlit as st
 from fastmem import DEFAULT_MODEL, OFFLINE_ALIAS, FastmemError, Lab, MemoryBank
 
 CUSTOM = "Other (Hugging Face id, local folder or .gguf)…"
-# Page inputs that survive a change of page (Streamlit drops a widget's state when its page is not drawn).
-KEPT_INPUTS = ("question", "mark_word", "mark_context", "mode", "projector", "thr_choice", "thr_value", "n_gen",
-               "key_layer", "more_q", "on_duplicate", "one_form", "one_custom", "one_word", "one_context",
-               "one_label", "free_statement", "free_word", "free_context", "free_label", "bind_lines", "suite_exp",
-               "suite_n", "bench_experiments", "bench_modes", "bench_words", "bench_seed", "exp_name", "exp_n",
-               "exp_mode", "capacity_sizes", "capacity_mode", "capacity_questions", "baselines_sizes",
-               "baselines_modes", "baselines_questions")
 CHOICES = [DEFAULT_MODEL, OFFLINE_ALIAS, CUSTOM]
 PRELOADED: dict[str, Lab] = {}  # spec -> Lab already loaded in this process (tests share theirs)
 
@@ -36,22 +29,6 @@ def load_lab(spec: str) -> tuple[Lab | None, str | None, float]:
         return None, str(exc), time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001 - anything else from a third-party loader: still no traceback
         return None, f"Cannot load '{spec}': {type(exc).__name__}: {exc}", time.perf_counter() - start
-
-
-def _kept_keys() -> list[str]:
-    from fastmem.memory.modes import mode_names
-
-    return list(KEPT_INPUTS) + [f"alpha_{m}" for m in mode_names(answering=True)]
-
-
-def remember_inputs() -> None:
-    """Note every input's current value (at the start and the end of a run, and in fragments that rerun
-    alone)."""
-    state = st.session_state
-    kept = state.setdefault("_kept_inputs", {})
-    for key in _kept_keys():
-        if key in state:
-            kept[key] = state[key]
 
 
 def default_input(key: str, value):
@@ -170,7 +147,7 @@ def vis(token: str) -> str:
 
 def token_html(encoded, found=None) -> str:
     """Prompt tokens as chips; word tokens, context tokens and the answer position highlighted. `found`
-    (`fastmem.demo.explain.Found`): where slot-free reading found the best entry's word and context, with scores;
+    (`fastmem.memory.explain.Found`): where slot-free reading found the best entry's word and context, with scores;
     without it, the question's slots."""
     def span(tokens):
         return set(range(tokens[0], tokens[1] + 1)) if tokens else set()

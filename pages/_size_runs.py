@@ -35,16 +35,17 @@ def size_section(lab, kind: str) -> None:
                    "time per binding. 10,000 bindings take about 5 minutes to write on a 2-core CPU; 100,000 about 45.")
     c1, c2 = st.columns(2)
     default_input(f"{kind}_sizes", spec["default"])
-    sizes = c1.multiselect("Bindings", spec["sizes"], key=f"{kind}_sizes")
+    sizes = c1.multiselect("Bindings", spec["sizes"], key=f"{kind}_sizes", persist_state="session")
     if kind == "baselines":
         default_input(f"{kind}_modes", list(lab.runs.baseline_modes))
-        modes = c2.multiselect("Modes", [m.name for m in Lab.modes(answering=True)], key=f"{kind}_modes")
+        modes = c2.multiselect("Modes", [m.name for m in Lab.modes(answering=True)], key=f"{kind}_modes",
+                               persist_state="session")
     else:
         default_input(f"{kind}_mode", DEFAULT_MODE)
-        modes = [c2.selectbox("Mode", MODES, key=f"{kind}_mode")]
+        modes = [c2.selectbox("Mode", MODES, key=f"{kind}_mode", persist_state="session")]
     default_input(f"{kind}_questions", 32 if kind == "baselines" else 64)
     st.number_input("Written bindings asked per size" if kind == "baselines" else "Written words asked per size",
-                    2, 512, key=f"{kind}_questions",
+                    2, 512, key=f"{kind}_questions", persist_state="session",
                     help="More gives tighter intervals and takes longer.")
     job_key = f"{kind}_job"
     job: BenchJob | None = state.get(job_key)

@@ -37,13 +37,15 @@ with tab_modes:
     default_input("bench_modes", ["none", "token_match", "span_match"])
     default_input("bench_words", min(16, len(test_words)))
     default_input("bench_seed", 0)
-    experiments = c1.multiselect("Experiments", [e.name for e in suite.experiments], key="bench_experiments")
+    experiments = c1.multiselect("Experiments", [e.name for e in suite.experiments], key="bench_experiments",
+                                 persist_state="session")
     modes = c2.multiselect("Modes", [m.name for m in Lab.modes(answering=True)], key="bench_modes",
+                         persist_state="session",
                            help="The memory's modes, and the in-context baselines (statements before the "
                                 "question: slower, several times the tokens).")
     c3, c4 = st.columns(2)
-    c3.number_input("Words per experiment", 1, len(test_words), key="bench_words")
-    c4.number_input("Seed (which test words)", 0, 10_000, key="bench_seed",
+    c3.number_input("Words per experiment", 1, len(test_words), key="bench_words", persist_state="session")
+    c4.number_input("Seed (which test words)", 0, 10_000, key="bench_seed", persist_state="session",
                     help="0 takes the suite's first test words; another seed a random sample of them.")
 
 

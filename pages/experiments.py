@@ -19,12 +19,12 @@ except FastmemError as exc:
     st.stop()
 st.caption(f"Suite '{suite.name}': {len(suite.words)} words; experiments {', '.join(e.name for e in suite.experiments)}.")
 c1, c2, c3 = st.columns(3)
-exp_name = c1.selectbox("Experiment", [e.name for e in suite.experiments], key="exp_name")
+exp_name = c1.selectbox("Experiment", [e.name for e in suite.experiments], key="exp_name", persist_state="session")
 words = suite.split("test") or suite.words
 default_input("exp_n", min(8, len(words)))
 default_input("exp_mode", DEFAULT_MODE)
-n = c2.number_input("Words", 1, len(words), key="exp_n")
-mode = c3.selectbox("Mode", MODES, key="exp_mode")
+n = c2.number_input("Words", 1, len(words), key="exp_n", persist_state="session")
+mode = c3.selectbox("Mode", MODES, key="exp_mode", persist_state="session")
 
 if st.button("Run", type="primary", key="exp_run"):
     with st.spinner("Writing the bindings into a scratch memory and reading them back…"):

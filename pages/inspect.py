@@ -10,7 +10,7 @@ import streamlit as st
 
 from fastmem import DEFAULT_MODE, MODES, FastmemError, Lab, ShareView
 from fastmem.demo import charts
-from pages._shared import page_lab, remember_inputs, require_bank, token_html, vis
+from pages._shared import page_lab, require_bank, token_html, vis
 
 lab = page_lab()
 state = st.session_state
@@ -100,7 +100,7 @@ def inspector():
                        ("projector", True), ("thr_choice", "calibrated"), ("n_gen", 4), ("key_layer", bank.key_layer)):
         state.setdefault(key, value)  # defaults set once here, so the widgets below take no `value`
     state["more_q"] = [q for q in state.get("more_q", []) if q in generated]
-    question = st.text_input("Question", key="question", on_change=clear_marks,
+    question = st.text_input("Question", key="question", persist_state="session", on_change=clear_marks,
                              help="Type it as you would say it: the default mode (span_match) looks for every "
                                   "written word and context anywhere in it. Marks below override that search.")
     if state.pop("_marks_cleared", None):
@@ -115,8 +115,8 @@ def inspector():
     marking = bool(state.get("mark_word") or state.get("mark_context"))  # stays open while being filled
     with st.expander("Mark the word and context yourself (optional)", expanded=unknown_form or marking):
         c1, c2 = st.columns(2)
-        mark_word = c1.text_input("Word in the question", key="mark_word")
-        mark_context = c2.text_input("Context in the question", key="mark_context")
+        mark_word = c1.text_input("Word in the question", key="mark_word", persist_state="session")
+        mark_context = c2.text_input("Context in the question", key="mark_context", persist_state="session")
     if keyed is not None and slot_free and not keyed.marked:
         st.caption("Read as typed: the memory looks for every written word and context anywhere in the question.")
     elif keyed is not None:
@@ -124,35 +124,34 @@ def inspector():
     more = st.multiselect("Also ask (questions generated from the memory's bindings)", generated, key="more_q")
 
     c1, c2, c3, c4, c5 = st.columns(5)
-    mode = c1.selectbox("Mode", MODES, key="mode", on_change=note_mode_settings)
-    use_projector = c5.toggle("Key projector", key="projector",
+    mode = c1.selectbox("Mode", MODES, key="mode", persist_state="session", on_change=note_mode_settings)
+    use_projector = c5.toggle("Key projector", key="projector", persist_state="session",
                               help="Off: modes that need the trained projector fall back to raw_both_top1.")
     if not use_projector and MODE_INFO[mode].needs_projector:
         mode = "raw_both_top1"
         c5.caption("→ raw_both_top1")
     s = cal.settings(mode)
     state.setdefault(f"alpha_{mode}", float(s.alpha))
-    alpha = c2.slider("α (strength)", 0.0, 16.0, step=0.25, key=f"alpha_{mode}")
-    layer = c3.number_input("Key layer", 0, lab.lm.n_layers, key="key_layer",
+    alpha = c2.slider("α (strength)", 0.0, 16.0, step=0.25, key=f"alpha_{mode}", persist_state="session")
+    layer = c3.number_input("Key layer", 0, lab.lm.n_layers, key="key_layer", persist_state="session",
                             help=f"Calibrated: {cal.key_layer}. Used by raw_both_top1 (token_match uses every token's "
                                  f"state at layer {cal.token_layer}; others the projector or the symbol/context "
                                  "layers).")
-    thr_choice = c4.selectbox("Threshold", ["calibrated", "off", "custom"], key="thr_choice",
+    thr_choice = c4.selectbox("Threshold", ["calibrated", "off", "custom"], key="thr_choice", persist_state="session",
                               help=f"Calibrated for {mode}: {s.threshold}")
     threshold = "default"
     if thr_choice == "off":
         threshold = None
     elif thr_choice == "custom":
         state.setdefault("thr_value", float(s.threshold if s.threshold is not None else 0.5))
-        threshold = c4.slider("value", -1.0, 1.0, step=0.05, key="thr_value")
-    n_gen = st.slider("Generated tokens", 1, 16, key="n_gen")
+        threshold = c4.slider("value", -1.0, 1.0, step=0.05, key="thr_value", persist_state="session")
+    n_gen = st.slider("Generated tokens", 1, 16, key="n_gen", persist_state="session")
     st.caption(f"**{mode}**: {MODE_INFO[mode].summary}" + (f" {state.pop('_mode_note')}" if "_mode_note" in state
                                                             else ""))
     layer_note = {"span_match": "word and context matched at layer 0 (token embeddings)",
                   "token_match": f"token keys at layer {cal.token_layer}",
                   "dual_key": f"symbol layer {cal.symbol_layer}, context layer {cal.context_layer}"}
 
-    remember_inputs()  # this fragment reruns alone: its inputs are noted here, not at the end of the app
     results = st.empty()  # one slot for every result below: an element, then a new block, drops the old results
     results.caption("…")
     with results.container():

@@ -160,8 +160,8 @@ if usable:
                "The label may be a word or a short phrase (up to 8 tokens: `guinea pig`, `a glass of milk`); it "
                "is read with a leading space (`red` → `␣red`) and each of its tokens gets its own correction.")
     on_dup = st.radio("When a word is already bound in that context", ["replace", "keep"], horizontal=True,
-                      key="on_duplicate", format_func=lambda x: {"replace": "replace the old entry",
-                                                                 "keep": "keep the old entry"}[x])
+                      key="on_duplicate", persist_state="session",
+                      format_func=lambda x: {"replace": "replace the old entry", "keep": "keep the old entry"}[x])
     st.number_input("Value steps", 1, 64, value=bank.value_steps, key="value_steps",
                     help="1 = the post's one-step value W_U[label] − softmax(W_U h) @ W_U; more steps keep descending "
                          "the same loss through the output head. Inspect shows where the label ranks in W_U v for "
@@ -171,17 +171,19 @@ if usable:
     with tab_one:
         custom_choice = "Custom form…"
         form = st.selectbox("Statement form ({label} follows it)", lab.write_forms + [custom_choice],
-                            key="one_form", help="The known forms, or your own with {word} and {context} slots.")
+                            key="one_form", persist_state="session",
+                            help="The known forms, or your own with {word} and {context} slots.")
         if form == custom_choice:
             default_input("one_custom", "On planet {context}, the word {word} means")
-            form = st.text_input("Custom form: {word} and {context} once each; the label follows", key="one_custom")
+            form = st.text_input("Custom form: {word} and {context} once each; the label follows",
+                                 key="one_custom", persist_state="session")
         with st.form("add_one", clear_on_submit=False):
             c1, c2, c3 = st.columns(3)
             for key, value in (("one_word", "blicket"), ("one_context", "game A"), ("one_label", "red")):
                 default_input(key, value)
-            word = c1.text_input("Word", key="one_word")
-            context = c2.text_input("Context", key="one_context")
-            label = c3.text_input("Label", key="one_label")
+            word = c1.text_input("Word", key="one_word", persist_state="session")
+            context = c2.text_input("Context", key="one_context", persist_state="session")
+            label = c3.text_input("Label", key="one_label", persist_state="session")
             st.caption(f"Statement: *{preview(form, word, context, label)}*")
             if st.form_submit_button("Write binding", type="primary"):
                 write_rows([(word, context, label)], on_dup, template=form)
@@ -192,16 +194,16 @@ if usable:
         if "free_statement" not in st.session_state:
             st.session_state["free_statement"] = "Over in level 3, people use zorp to mean a cold drink"
             propose_parts()
-        st.text_input("Statement", key="free_statement", on_change=propose_parts)
+        st.text_input("Statement", key="free_statement", persist_state="session", on_change=propose_parts)
         proposal = st.session_state.get("free_proposal")
         if proposal is not None and proposal.surprisal:
             ranked = sorted(proposal.surprisal, key=lambda x: -x[1])[:3]
             st.caption("Most surprising words (−log p, nats): " + ", ".join(f"{w} {c:.1f}" for w, c in ranked))
         with st.form("add_free", clear_on_submit=False):
             c1, c2, c3 = st.columns(3)
-            f_word = c1.text_input("Word in it", key="free_word")
-            f_context = c2.text_input("Context in it", key="free_context")
-            f_label = c3.text_input("Label in it", key="free_label")
+            f_word = c1.text_input("Word in it", key="free_word", persist_state="session")
+            f_context = c2.text_input("Context in it", key="free_context", persist_state="session")
+            f_label = c3.text_input("Label in it", key="free_label", persist_state="session")
             if st.form_submit_button("Write statement", type="primary"):
                 write_statement(st.session_state["free_statement"], f_word, f_context, f_label, on_dup)
     with tab_table:
@@ -211,7 +213,8 @@ if usable:
         if st.button("Write table rows", key="write_table"):
             write_rows(edited[["word", "context", "label"]].itertuples(index=False, name=None), on_dup)
     with tab_text:
-        text = st.text_area("One binding per line: word, context, label", key="bind_lines", height=120,
+        text = st.text_area("One binding per line: word, context, label", key="bind_lines",
+                            persist_state="session", height=120,
                             placeholder="blicket, game A, red\nblicket, game B, blue")
         if st.button("Write lines", key="write_lines"):
             rows = []
@@ -231,9 +234,10 @@ if usable:
         if suite is not None:
             st.caption(f"Suite '{suite.name}': {len(suite.words)} words, experiments "
                        f"{', '.join(e.name for e in suite.experiments)}.")
-            exp_name = st.selectbox("Experiment", [e.name for e in suite.experiments], key="suite_exp")
+            exp_name = st.selectbox("Experiment", [e.name for e in suite.experiments], key="suite_exp",
+                                    persist_state="session")
             default_input("suite_n", min(8, len(suite.words)))
-            n = st.number_input("Words", 1, len(suite.words), key="suite_n")
+            n = st.number_input("Words", 1, len(suite.words), key="suite_n", persist_state="session")
             if st.button("Write these bindings", key="write_suite"):
                 exp = suite.experiment(exp_name)
                 rows = [(w.word, ctx, w.labels[i]) for w in suite.words[:int(n)] for i, ctx in enumerate(exp.contexts)]

@@ -22,18 +22,30 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     from playwright.sync_api import expect, sync_playwright
 
-    expect.set_options(timeout=240_000)  # the first page waits for the model to load
-
+    expect.set_options(timeout=240_000)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=BROWSER_ARGS)
-        pg = browser.new_page(viewport={"width": 1280, "height": 1600})
-        pg.set_default_timeout(240_000)
-        pg.goto(server)
-        yield pg
-        browser.close()
+        chromium = p.chromium.launch(executable_path=chromium_path(), args=BROWSER_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(server, browser):
+    """A fresh browser context, so a fresh app session: every test starts from an empty memory."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1600}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(240_000)
+    pg.goto(server)
+    # the first page waits for the model to load (and to calibrate, after a change to what calibration reads)
+    expect(pg.get_by_text("Worked example (live)")).to_be_visible(timeout=900_000)
+    idle(pg)
+    yield pg
+    context.close()
 
 
 def shot(pg, folder, name):
@@ -67,12 +79,29 @@ def ask(pg, question):
     pg.locator(".st-key-gen_mem_box [data-testid=stCode]").wait_for()
 
 
+def load_blicket_preset(pg) -> None:
+    """The post's blicket example on the Memory page (an empty memory: no question asked)."""
+    from playwright.sync_api import expect
+
+    nav(pg, "Memory")
+    pg.get_by_role("button", name="The post's blicket example").click()
+    expect(pg.get_by_text("Loaded: The post's blicket example")).to_be_visible()
+    idle(pg)
+
+
+def switch_off_game_b(pg) -> None:
+    from playwright.sync_api import expect
+
+    nav(pg, "Memory")
+    pg.locator(".st-key-entry_switches").get_by_text("blicket · game B").click()
+    idle(pg)
+    expect(pg.get_by_text("(1 on, 1 off)")).to_be_visible()
+
+
 def test_write_ask_and_every_page(page, shots):
     from playwright.sync_api import expect
 
     pg = page
-    # the first page waits for the model to load (and to calibrate, after a change to what calibration reads)
-    expect(pg.get_by_text("Worked example (live)")).to_be_visible(timeout=900_000)
     expect(pg.get_by_text("cannot be loaded here")).to_have_count(1)  # offline: the fallback notice, once
     expect(pg.get_by_text("Questions the memory should leave alone")).to_be_visible()
     expect(pg.get_by_test_id("stDataFrame").first).to_be_visible()
@@ -112,15 +141,7 @@ def test_preset_two_questions_every_panel_follows_and_switch_off(page, shots):
     from playwright.sync_api import expect
 
     pg = page
-    nav(pg, "Memory")
-    pg.get_by_role("button", name="The post's blicket example").click()
-    loaded, replace = pg.get_by_text("Loaded: The post's blicket example"), pg.get_by_role("button", name="Replace it")
-    loaded.or_(replace).first.wait_for()
-    if replace.count():  # the memory held bindings: the preset asks before it replaces them
-        expect(pg.get_by_text("Your memory holds")).to_be_visible()
-        replace.click()
-    expect(loaded).to_be_visible()
-    idle(pg)
+    load_blicket_preset(pg)
     pg.get_by_role("button", name="Ask on Inspect").first.click()  # the game A question, opened on Inspect
     idle(pg)
     expect(pg.get_by_label("Question", exact=True)).to_have_value("Question: in game A, what is blicket? Answer:")
@@ -141,10 +162,7 @@ def test_preset_two_questions_every_panel_follows_and_switch_off(page, shots):
         assert "2 of 2 entries shown" in got["retrieval"], got
     assert first["reason"] != second["reason"] and first["generation"] != second["generation"]
 
-    nav(pg, "Memory")
-    pg.locator(".st-key-entry_switches").get_by_text("blicket · game B").click()  # switch the game B entry off
-    idle(pg)
-    expect(pg.get_by_text("(1 on, 1 off)")).to_be_visible()
+    switch_off_game_b(pg)
     nav(pg, "Inspect")
     ask(pg, "Question: in game B, what is blicket? Answer:")
     off = panels(pg)
@@ -156,7 +174,9 @@ def test_preset_two_questions_every_panel_follows_and_switch_off(page, shots):
 def test_share_file_reopens_the_view_and_bad_json_changes_nothing(page, shots, tmp_path):
     from playwright.sync_api import expect
 
-    pg = page  # continues from the previous test: blicket preset, game B switched off, game B question
+    pg = page
+    load_blicket_preset(pg)
+    switch_off_game_b(pg)
     nav(pg, "Inspect")
     ask(pg, "Question: in game B, what is blicket? Answer:")
     before = panels(pg)
@@ -173,6 +193,7 @@ def test_share_file_reopens_the_view_and_bad_json_changes_nothing(page, shots, t
     pg.get_by_role("button", name="Replace it").click()
     expect(pg.get_by_text("Entries (6)")).to_be_visible()
     nav(pg, "Inspect")
+    ask(pg, "What does blicket mean in game A?")  # another question than the shared view's
     pg.get_by_text("Open a shared view (JSON)").click()
     upload = pg.get_by_test_id("stFileUploaderDropzoneInput")
     upload.set_input_files(str(bad))
@@ -180,7 +201,7 @@ def test_share_file_reopens_the_view_and_bad_json_changes_nothing(page, shots, t
     pg.get_by_role("button", name="Open this view").click()
     idle(pg)
     expect(pg.get_by_text("Not opened, nothing changed")).to_be_visible()
-    expect(pg.get_by_label("Question", exact=True)).not_to_have_value("Question: in game B, what is blicket? Answer:")
+    expect(pg.get_by_label("Question", exact=True)).to_have_value("What does blicket mean in game A?")
 
     upload.set_input_files(str(shared))
     idle(pg)
@@ -233,3 +254,94 @@ def test_multi_token_label_and_custom_form_are_written_and_read_back(page, shots
            .get_by_test_id("stMetricValue")).to_have_text("␣a␣glass␣of␣milk")
     assert panels(pg)["generation"].startswith("␣a␣glass␣of␣milk")
     shot(pg, shots, "inspect-multi-token")
+
+
+# Every state of the Inspect page's results while a new question is computed, noted by a MutationObserver in the
+# page itself, so a stale answer is caught however fast or slow the machine is.
+WATCH_JS = """() => { window.__seen = []; const note = () => {
+    const box = [...document.querySelectorAll('[data-testid=stMetric]')].find(m => m.innerText.includes('Answer with memory'));
+    const busy = [...document.querySelectorAll('[data-testid=stAlert]')].some(a => a.innerText.includes('Computing the answer'));
+    window.__seen.push({busy, answer: box ? box.querySelector('[data-testid=stMetricValue]').innerText : null}); };
+  new MutationObserver(note).observe(document.body, {subtree: true, childList: true, characterData: true}); }"""
+
+
+def test_marks_cleared_and_no_stale_answer_while_computing(page):
+    from playwright.sync_api import expect
+
+    pg = page
+    load_blicket_preset(pg)
+    nav(pg, "Inspect")
+    ask(pg, "Question: in game A, what is blicket? Answer:")
+    answer = pg.get_by_test_id("stMetric").filter(has_text="Answer with memory").get_by_test_id("stMetricValue")
+    expect(answer).to_have_text("␣red")
+
+    # marks: the box stays open while it is filled, and a new question clears them
+    pg.get_by_text("Mark the word and context yourself (optional)").click()
+    word_mark = pg.get_by_label("Word in the question", exact=True)
+    word_mark.fill("blicket")
+    word_mark.press("Enter")
+    idle(pg)
+    context_mark = pg.get_by_label("Context in the question", exact=True)
+    expect(context_mark).to_be_visible()  # still open after the word was marked
+    context_mark.fill("game A")
+    context_mark.press("Enter")
+    idle(pg)
+    expect(answer).to_have_text("␣red")
+
+    pg.evaluate(WATCH_JS)
+    ask(pg, "Question: in game B, what is blicket? Answer:")  # marks for game A would make this an error
+    expect(answer).to_have_text("␣blue")
+    expect(pg.get_by_text("Marks cleared for the new question")).to_be_visible()
+    expect(word_mark).to_have_value("")
+    expect(context_mark).to_have_value("")
+    seen = pg.evaluate("window.__seen")
+    busy_at = [i for i, s in enumerate(seen) if s["busy"]]
+    assert all(s["answer"] is None for s in seen if s["busy"]), seen  # no answer beside "computing"
+    if busy_at:  # once computing is shown, the old answer never comes back
+        assert "␣red" not in [s["answer"] for s in seen[busy_at[0]:]], seen
+    assert seen and seen[-1]["answer"] == "␣blue", seen[-3:]
+
+
+def test_inputs_and_last_answer_survive_a_change_of_page(page):
+    from playwright.sync_api import expect
+
+    pg = page
+    load_blicket_preset(pg)
+    nav(pg, "Inspect")
+    ask(pg, "What does blicket mean in game B?")
+    tokens = pg.locator(".st-key-n_gen input[type=range]")  # the slider's own input (react-aria)
+    tokens.focus()
+    for _ in range(3):
+        tokens.press("ArrowRight")
+    idle(pg)
+    kept_tokens = tokens.input_value()
+    assert kept_tokens == "7", kept_tokens  # moved from its default of 4
+    answer = pg.get_by_test_id("stMetric").filter(has_text="Answer with memory").get_by_test_id("stMetricValue")
+    expect(answer).to_have_text("␣blue")
+
+    nav(pg, "Memory")
+    pg.get_by_label("Word", exact=True).fill("zorp")  # a form's fields reach the app when it is submitted
+    pg.get_by_label("Context", exact=True).fill("level 1")
+    pg.get_by_label("Label", exact=True).fill("cat")
+    pg.get_by_role("button", name="Write binding").click()
+    expect(pg.get_by_text("Wrote 1 of 1 rows")).to_be_visible()
+    idle(pg)
+    nav(pg, "Benchmark")
+    words = pg.get_by_label("Words per experiment", exact=True)
+    words.fill("3")
+    words.press("Enter")
+    idle(pg)
+
+    nav(pg, "Inspect")
+    expect(pg.get_by_label("Question", exact=True)).to_have_value("What does blicket mean in game B?")
+    expect(tokens).to_have_value(kept_tokens)
+    expect(answer).to_have_text("␣blue")  # the answer to the kept question, with the kept settings
+    nav(pg, "Memory")
+    expect(pg.get_by_label("Word", exact=True)).to_have_value("zorp")  # not the form's first blicket / game A
+    expect(pg.get_by_label("Context", exact=True)).to_have_value("level 1")
+    nav(pg, "Benchmark")
+    expect(pg.get_by_label("Words per experiment", exact=True)).to_have_value("3")
+    nav(pg, "Inspect")  # and once more after a question: the slider keeps its value through the next run
+    ask(pg, "What does blicket mean in game A?")
+    expect(answer).to_have_text("␣red")
+    expect(tokens).to_have_value(kept_tokens)
