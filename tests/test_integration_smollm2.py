@@ -193,3 +193,15 @@ def test_benchmark_verdicts_equal_what_the_app_answers(smollm2_lab):
                 assert bench.hits == int(app[0]), (mode, s.metric, one.prompts[0].text, r.answer, r.reason)
                 compared += 1
     assert compared >= 60
+
+
+def test_the_shipped_calibration_is_this_codes(smollm2_lab):
+    """The package ships the default offline model's calibration, so a fresh clone does not calibrate. It is used
+    only under its own key; a change to what calibration reads makes this fail until it is shipped anew
+    (`python scripts/ship_calibration.py`)."""
+    from fastmem.eval.calibration_cache import SHIPPED, _folder_name, cache_key, stale_shipped
+
+    lm = smollm2_lab.lm
+    key = cache_key(lm, smollm2_lab.suite, 8, 0)
+    assert (SHIPPED / _folder_name(lm, key) / "key").read_text() == key
+    assert stale_shipped(lm, key) == []  # only the current one is shipped
