@@ -27,7 +27,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--value-steps", type=int, default=8, help="1 = the post's one-step value")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
-                   help="the weights' type; auto: bfloat16 on a GPU or a CPU with native bfloat16")
+                   help="the weights' type; auto: bfloat16 on a GPU, float32 on a CPU (bfloat16 is slower there)")
     p.add_argument("--no-cache", action="store_true", help="recalibrate even if a cached calibration exists")
 
 

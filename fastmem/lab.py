@@ -45,7 +45,7 @@ class Lab:
     @classmethod
     def load(cls, model: str = "smollm2", device: str = "auto", suite: Suite | None = None, value_steps: int = 8,
              seed: int = 0, progress=None, show_progress: bool = False, dtype: str = "auto") -> "Lab":
-        """The model (`dtype`: float32, bfloat16, or auto: bfloat16 where it computes natively), its
+        """The model (`dtype`: float32, bfloat16, or auto: bfloat16 on a GPU, float32 on a CPU), its
         calibration (cached per model, weights' type and suite) and the suite."""
         lm = FrozenLM.load(model, device, dtype)
         suite = suite or load_suite()

@@ -84,3 +84,13 @@ def test_bfloat16_memory_reads_what_float32_reads(tiny_lab, tmp_path):
         asked = [lab.ask(bank, lab.question(w, c)) for w, c, _ in rows]
         got[name] = [(r.chosen, r.answer_ids) for r in asked]
     assert got["bf16"] == got["fp32"] == [(i, tiny_lab.lm.label_tokens(label)) for i, (_, _, label) in enumerate(rows)]
+
+
+def test_auto_dtype_is_float32_on_a_cpu_and_bfloat16_on_a_gpu():
+    from fastmem.model.loading import resolve_dtype
+
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32  # bfloat16 measured slower on CPUs
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(ModelLoadError, match="Unknown dtype"):
+        resolve_dtype("float8", torch.device("cpu"))
