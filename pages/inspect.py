@@ -264,7 +264,9 @@ def show_results(question, mark_word, mark_context, mode, alpha, threshold, laye
                 cache.clear()
                 cache[profile_key] = lab.demo.layer_profile(use_bank, r)
             if cache[profile_key]:
-                st.altair_chart(charts.layer_profile_chart(cache[profile_key], r.threshold), width="stretch")
+                # its height given here: left to the chart, the title and legends took it all and the plot was flat
+                st.altair_chart(charts.layer_profile_chart(cache[profile_key], r.threshold), width="stretch",
+                                height=360)
                 st.caption("How well each entry's word and context match the spans found in the question, layer "
                            "by layer: siblings (level 4 / level 1) and look-alikes (flicket / blicket) part at layer "
                            "0 and drift together deeper in, which is why slot-free reading compares layer 0.")
