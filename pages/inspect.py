@@ -133,10 +133,13 @@ def inspector():
     s = cal.settings(mode)
     state.setdefault(f"alpha_{mode}", float(s.alpha))
     alpha = c2.slider("α (strength)", 0.0, 16.0, step=0.25, key=f"alpha_{mode}", persist_state="session")
+    info = MODE_INFO[mode]
+    reads_key_layer = "key" in info.keys and not info.needs_projector  # the projector is fixed to its own layer
     layer = c3.number_input("Key layer", 0, lab.lm.n_layers, key="key_layer", persist_state="session",
-                            help=f"Calibrated: {cal.key_layer}. Used by raw_both_top1 (token_match uses every token's "
-                                 f"state at layer {cal.token_layer}; others the projector or the symbol/context "
-                                 "layers).")
+                            disabled=not reads_key_layer,
+                            help=f"Calibrated: {cal.key_layer}. Used by raw_both_top1 only (span_match reads layer 0, "
+                                 f"token_match every token's state at layer {cal.token_layer}; others the projector "
+                                 "or the symbol/context layers), so it is greyed out for the other modes.")
     thr_choice = c4.selectbox("Threshold", ["calibrated", "off", "custom"], key="thr_choice", persist_state="session",
                               help=f"Calibrated for {mode}: {s.threshold}")
     threshold = "default"
