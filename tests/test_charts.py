@@ -105,6 +105,7 @@ def test_heatmap_cells_labels_and_top_entries():
     assert len(values) == 6
     assert [v["text"] for v in values if v["question"] == "q2"][1] == "gated"
     assert all(axis["labelOverlap"] is False for axis in _band_axes(spec))
+    assert sorted({v["entry"] for v in values}) == ["e1", "e2", "e3"]  # the entries' own labels, no "#0"
     many = [[(i * 37 % 101) / 100 for i in range(5000)], [(i * 53 % 97) / 100 for i in range(5000)]]
     spec = charts.score_heatmap(["q1", "q2"], [f"e{i}" for i in range(5000)], many, k=4).to_dict()
     assert len(_values(spec)) <= 2 * 8

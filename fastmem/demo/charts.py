@@ -122,7 +122,7 @@ def score_heatmap(questions: list[str], entries: list[str], matrix, k: int = 4, 
             if i not in keep:
                 keep.append(i)
     keep = sorted(keep[:max_entries])
-    names = _unique([f"#{i} {entries[i]}" for i in keep])
+    names = _unique([entries[i] for i in keep])  # no "#i": an entry number reads like a rank
     qnames = _unique(list(questions))
     rows = []
     for qi, q in enumerate(qnames):
