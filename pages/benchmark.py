@@ -96,9 +96,8 @@ with tab_modes:
     def show_results(rows: list, final: bool, timing) -> None:
         pinned = {"experiment": st.column_config.TextColumn(pinned=True, width="medium"),
                   "mode": st.column_config.TextColumn(pinned=True, width="medium")}
-        table_col, legend_col = st.columns([3, 2])
-        table_col.dataframe(lab.runs.table(rows, compact=True), hide_index=True, width="stretch",
-                            column_config=pinned)
+        table_col, legend_col = st.columns([5, 3])
+        table_col.dataframe(lab.runs.table(rows, compact=True), hide_index=True, width="stretch")  # fits unpinned
         with legend_col:
             st.markdown("**What each column counts** (↓: lower is better)\n\n" + "\n".join(
                 f"- **{name}**: {meaning}" for name, meaning in lab.runs.legend(rows)))
