@@ -73,13 +73,14 @@ def take(url: str, out: Path, width: int) -> list[Path]:
         expect(pg.get_by_label("Question", exact=True)).to_have_value("Question: in game Z, what is blicket? Answer:")
         paths.append(shot(pg, out, "inspect-silent"))
         question = pg.get_by_label("Question", exact=True)
-        question.fill("Question: in game A, what is blicket? Answer:")
+        question.fill("What does blicket mean in game A?")  # typed as a person would: no scaffolding, no marks
         question.press("Enter")
         idle(pg)
         paths.append(shot(pg, out, "inspect"))
 
         nav(pg, "Memory")
         pg.get_by_role("button", name="Conflicting contexts").click()
+        pg.get_by_role("button", name="Replace it").click()  # the app asks before replacing a non-empty memory
         expect(pg.get_by_text("Loaded: Conflicting contexts")).to_be_visible()
         idle(pg)
         pg.get_by_role("button", name="Ask on Inspect").first.click()
