@@ -213,3 +213,18 @@ def test_capacity_chart_from_scale_points_and_timings():
     assert {(v["series"], v["bindings"]) for v in values} >= {("retrieval, ms per question", 10_000),
                                                                ("write, ms per binding", 100)}
     assert [v["value"] for v in values if v["series"] == "write, ms per binding"] == [20.0, 20.0]
+
+
+def test_layer_profile_chart_titles_both_axes_and_draws_the_threshold():
+    from fastmem.demo.depth import LayerMatch
+
+    rows = [LayerMatch(e, p, layer, 0.9 - 0.01 * layer) for e in ("blicket · game A → red", "blicket · game B → blue")
+            for p in ("word", "context") for layer in range(4)]
+    spec = charts.layer_profile_chart(rows, threshold=0.95).to_dict()
+    lines, rule = spec["layer"]
+    assert lines["encoding"]["x"]["title"] == "layer (0 = token embeddings)"
+    assert lines["encoding"]["y"]["title"].startswith("match")
+    assert rule["mark"]["type"] == "rule" and "0.95" in spec["title"]["subtitle"]
+    assert len(_values(spec)) >= len(rows)
+    with pytest.raises(ValueError):
+        charts.layer_profile_chart([])
