@@ -96,8 +96,9 @@ with tab_modes:
     def show_results(rows: list, final: bool, timing) -> None:
         pinned = {"experiment": st.column_config.TextColumn(pinned=True, width="medium"),
                   "mode": st.column_config.TextColumn(pinned=True, width="medium")}
-        table_col, legend_col = st.columns([5, 3])
-        table_col.dataframe(lab.runs.table(rows, compact=True), hide_index=True, width="stretch")  # fits unpinned
+        table_col, legend_col = st.columns([5, 2])
+        table_col.dataframe(lab.runs.table(rows, compact=True), hide_index=True, width="stretch",  # fits unpinned
+                            column_config={"mode": st.column_config.TextColumn(width=105)})
         with legend_col:
             st.markdown("**What each column counts** (↓: lower is better)\n\n" + "\n".join(
                 f"- **{name}**: {meaning}" for name, meaning in lab.runs.legend(rows)))
