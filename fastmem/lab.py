@@ -292,7 +292,8 @@ def _found(bank: MemoryBank, prompt: SlottedPrompt, encoded: EncodedPrompt, r) -
     enabled = bank.stacked()["enabled"]
     rank = row.rank.masked_fill(~enabled, float("-inf"))
     chosen = int(r.chosen[0])
-    order = ([chosen] if chosen >= 0 else []) + [int(i) for i in rank.argsort(descending=True)[:3] if bool(enabled[i])]
+    best = rank.topk(min(3, len(rank))).indices.tolist()  # not a sort of the whole memory
+    order = ([chosen] if chosen >= 0 else []) + [i for i in best if bool(enabled[i])]
     found = {i: found_in(prompt.text, encoded.offsets, row, i) for i in list(dict.fromkeys(order))[:2]}
     if not bool(enabled.all()):  # the best switched-off entry too, so the reason can say it was switched off
         off = int(row.rank.masked_fill(enabled, float("-inf")).argmax())

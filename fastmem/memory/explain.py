@@ -48,7 +48,8 @@ def explain(bank: MemoryBank, prompt: SlottedPrompt, mode, scores: torch.Tensor,
     live = torch.isfinite(scores)
     if not bool(live.any()):
         return mode.all_gated(prompt.context)
-    order = [int(i) for i in scores.masked_fill(~live, float("-inf")).argsort(descending=True)]
+    # the two best are all a reason names (the best other than `top` is one of them): no loop over the memory
+    order = scores.masked_fill(~live, float("-inf")).topk(min(2, len(scores))).indices.tolist()
     live_found = {i: f for i, f in (found or {}).items() if f.enabled} if found is not None else None
     top = chosen if chosen >= 0 else (next(iter(live_found)) if live_found else order[0])
     if found is not None:
@@ -57,7 +58,7 @@ def explain(bank: MemoryBank, prompt: SlottedPrompt, mode, scores: torch.Tensor,
     e, best = bank.entries[top], float(scores[top])
     closest = f"'{e.word}' in '{e.context}'"
     runner = ""
-    others = [i for i in order if i != top and torch.isfinite(scores[i])]
+    others = [i for i in order if i != top and bool(live[i])]
     if others:
         o = bank.entries[others[0]]
         runner = f"; runner-up '{o.word}' in '{o.context}' scores {float(scores[others[0]]):.2f}"
