@@ -21,14 +21,6 @@ from fastmem.eval.suite import bindings, load_suite
 from fastmem.model.lm import FrozenLM
 
 
-@torch.inference_mode()
-def forward(lm: FrozenLM, prompts, batch_size: int = 64) -> None:
-    encoded = sorted((lm.encode(p) for p in prompts), key=lambda e: len(e.ids))
-    for start in range(0, len(encoded), batch_size):
-        ids, mask, positions, _ = lm._batch(encoded[start:start + batch_size])
-        lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=1)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
@@ -42,11 +34,11 @@ def main() -> None:
     lms = {d: FrozenLM.load(args.model, "cpu", d) for d in ("float32", "bfloat16")}
     times: dict[str, list[float]] = {d: [] for d in lms}
     for lm in lms.values():
-        forward(lm, prompts[:64])  # warm-up
+        lm.bare_forward(prompts[:64])  # warm-up
     for _ in range(args.repeats):
         for d, lm in lms.items():
             start = time.perf_counter()
-            forward(lm, prompts)
+            lm.bare_forward(prompts)
             times[d].append(time.perf_counter() - start)
     print(f"{args.model}, {len(prompts)} statements, {args.repeats} alternating repeats, {torch.get_num_threads()} "
           f"threads, torch {torch.__version__}, native bfloat16: {', '.join(native) or 'none'}")

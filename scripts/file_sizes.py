@@ -9,7 +9,9 @@ that 100,000 take seconds, not the 45 minutes writing them would). Then:
          and after: every answer, chosen entry and score equal;
   read   of the 64 real bindings asked as typed (`What does W mean in C?`), answered with their label, and
   fires  of the 32 questions in a never-written context (game Z), answered with anything from memory, with the
-         median time of one question (`Lab.ask`: forward pass, slot-free search over every entry, injection).
+         median time of one question (`Lab.ask`: forward pass, slot-free search over every entry, injection)
+  search and the median time of the slot-free search alone (`engine.lookup`, the call `Lab.ask` makes, on the
+         question's states already computed), over the same questions.
 
     python scripts/file_sizes.py [--model smollm2] [--sizes 1000 10000 100000]
 """
@@ -25,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from fastmem.lab import Lab
+from fastmem.lab import DEFAULT_MODE, Lab
+from fastmem.memory.engine import lookup, prompt_states
 from fastmem.memory.prompts import render
 from fastmem.memory.forms import WRITE_TEMPLATE
 
@@ -71,6 +74,20 @@ def answers(lab: Lab, bank, questions, times=None) -> list[tuple]:
     return out
 
 
+def search_times(lab: Lab, bank, questions) -> list[float]:
+    """Seconds of the default mode's retrieval alone per question, its states computed beforehand."""
+    bank = bank.snapshot()
+    threshold = lab.calibration.settings(DEFAULT_MODE).threshold
+    prompts = [lab.key_question(q).prompt for q in questions]
+    states = [prompt_states(lab.lm, bank, [p]) for p in prompts]
+    times = []
+    for prompt, state in zip(prompts, states):
+        start = time.perf_counter()
+        lookup(lab.lm, DEFAULT_MODE, state, bank, lab.geometry, [prompt.context], threshold)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
@@ -85,8 +102,8 @@ def main() -> None:
     lab.write(real, [(w, c, lab_[i]) for w, lab_ in zip(words, labels) for i, c in enumerate(("game A", "game B"))])
     print(f"{lab.lm.name}, seed {args.seed}; {len(real)} real bindings, the rest fillers")
     print("| bindings | file MB | kB / binding | save s | load s (open + first question) | same answers | read | "
-          "game Z fires | ms / question (median) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "game Z fires | ms / question (median) | search ms / question (median) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     expected = [" " + lab_[i] for lab_ in labels for i in range(2)]
     for n in args.sizes:
         bank = filled(lab, real, n, rng)
@@ -97,6 +114,7 @@ def main() -> None:
         lab.ask(bank, questions[0])  # builds the memory's derived tensors once, as the app's first question does
         times: list[float] = []
         before = answers(lab, bank, questions, times)
+        search = search_times(lab, bank, questions)
         start = time.perf_counter()
         data = lab.export_memory(bank)
         saved = time.perf_counter() - start
@@ -110,7 +128,7 @@ def main() -> None:
         fires = sum(a[1] >= 0 for a in before[len(expected) + len(fillers):])
         print(f"| {len(bank):,} | {len(data) / 1e6:.1f} | {len(data) / len(bank) / 1e3:.2f} | {saved:.1f} | "
               f"{loaded:.1f} | {same}/{len(questions)} | {read}/{len(expected)} | {fires}/{len(words)} | "
-              f"{statistics.median(times) * 1000:.0f} |", flush=True)
+              f"{statistics.median(times) * 1000:.0f} | {statistics.median(search) * 1000:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bf16_forward import forward as bare_forward  # the same batches, no hidden states kept
 from fastmem.eval.suite import bindings
 from fastmem.lab import Lab
 
@@ -36,13 +35,13 @@ def main() -> None:
     rows = bindings(experiment, words)[:args.n]
     prompts = [b.write for b in rows]
     write_s, forward_s = [], []
-    bare_forward(lab.lm, prompts[:64])  # warm-up
+    lab.lm.bare_forward(prompts[:64])  # warm-up
     for _ in range(args.repeats):
         start = time.perf_counter()
         lab.write(lab.new_memory(), [(b.word, b.context, b.label) for b in rows], template=experiment.write)
         write_s.append(time.perf_counter() - start)
         start = time.perf_counter()
-        bare_forward(lab.lm, prompts)
+        lab.lm.bare_forward(prompts)
         forward_s.append(time.perf_counter() - start)
     w, f = statistics.median(write_s), statistics.median(forward_s)
     print(f"{args.model}, {len(rows)} statements ({experiment.name}), {args.repeats} alternating repeats, "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -152,9 +153,20 @@ class FormTable:
     owner: torch.Tensor  # [F] the word (or context) each form belongs to; an owner's forms are consecutive
     n_owners: int
 
+    @cached_property
+    def columns(self) -> torch.Tensor:
+        """[L, F]: the forms by token position, index `u` (one past the keys) past a form's end; built once per
+        table, so a large memory's shortlist bound is one gather with no mask per question."""
+        return self.forms.masked_fill(self.forms < 0, len(self.keys)).T.contiguous()
+
+    @cached_property
+    def counts(self) -> torch.Tensor:
+        """[owners] how many forms each owner has."""
+        return torch.bincount(self.owner, minlength=self.n_owners)
+
     def of_owners(self, owners: torch.Tensor) -> "FormTable":
         """The forms of some owners only, renumbered 0..len(owners)-1 in the given order."""
-        counts = torch.bincount(self.owner, minlength=self.n_owners)
+        counts = self.counts
         starts = counts.cumsum(0) - counts
         c = counts[owners]
         rows = torch.repeat_interleave(starts[owners] - (c.cumsum(0) - c), c) + torch.arange(int(c.sum()))
@@ -240,9 +252,14 @@ def match(question: QuestionTokens, q_keys: torch.Tensor, forms: "EntryForms") -
         q, searched = q_keys[part], question.searched[part]
         starts, ends = question.can_start[part] & searched, question.can_end[part] & searched
         word_area, context_area = question.word_area[part] & searched, question.context_area[part] & searched
-        ws, wstart, wlen = (x[:, word_of] for x in _owners(q @ words.keys.T, words, starts, ends, word_area))
+        by_word = _owners(q @ words.keys.T, words, starts, ends, word_area)
+        # a large memory scores only the entries of shortlisted words (one question per chunk); the others keep
+        # -1 for word and context (not searched): their gate score is -1 either way
+        cols = (by_word[0][0, word_of] > -1).nonzero().squeeze(1) if large else slice(None)
+        word_at, context_at = word_of[cols], context_of[cols]
+        ws, wstart, wlen = (x[:, word_at] for x in by_word)
         c_sims = q @ contexts.keys.T
-        cs, cstart, clen = (x[:, context_of] for x in _owners(c_sims, contexts, starts, ends, context_area))
+        cs, cstart, clen = (x[:, context_at] for x in _owners(c_sims, contexts, starts, ends, context_area))
         # the context's span may not overlap the word's: where it does for an entry whose word and context both
         # half match at least (below, no choice and no explanation depends on it), look again outside the word,
         # once per question and word span
@@ -251,16 +268,16 @@ def match(question: QuestionTokens, q_keys: torch.Tensor, forms: "EntryForms") -
         redo: dict[tuple[int, int, int], list[int]] = {}
         for r, col in zip(*(x.tolist() for x in overlap.nonzero(as_tuple=True))):
             redo.setdefault((r, int(wstart[r, col]), int(wlen[r, col])), []).append(col)
-        for (r, first, length), cols in redo.items():
+        for (r, first, length), redone in redo.items():
             area = context_area[r].clone()
             area[first:first + length] = False
             got = _owners(c_sims[r:r + 1], contexts, starts[r:r + 1], ends[r:r + 1], area.unsqueeze(0))
-            j = context_of[cols]
-            cs[r, cols], cstart[r, cols], clen[r, cols] = got[0][0, j], got[1][0, j], got[2][0, j]
+            j = context_at[redone]
+            cs[r, redone], cstart[r, redone], clen[r, redone] = got[0][0, j], got[1][0, j], got[2][0, j]
         pos = question.positions[part]
-        out_w[part], out_c[part] = ws, cs
-        span_w[part] = _spans(pos, wstart, wlen, ws)
-        span_c[part] = _spans(pos, cstart, clen, cs)
+        out_w[part, cols], out_c[part, cols] = ws, cs
+        span_w[part, cols] = _spans(pos, wstart, wlen, ws)
+        span_c[part, cols] = _spans(pos, cstart, clen, cs)
     return SpanMatch(out_w, out_c, span_w, span_c)
 
 
@@ -274,10 +291,12 @@ def _owners(sims, table: FormTable, starts, ends, area):
     score = torch.full((n, table.n_owners), -1.0)
     start = torch.zeros(n, table.n_owners, dtype=torch.long)
     length = torch.ones(n, table.n_owners, dtype=torch.long)
+    columns = table.columns
     for r in range(n):
         best_at = sims[r].masked_fill(~area[r].unsqueeze(-1), -1.0).max(0).values  # [u] best any position offers
-        per_token = best_at[table.forms.clamp(min=0)].masked_fill(table.forms < 0, 2.0)  # [F, L]
-        bound = torch.full((table.n_owners,), -2.0).scatter_reduce(0, table.owner, per_token.min(1).values, "amax")
+        best_at = torch.cat([best_at, best_at.new_full((1,), 2.0)])  # past a form's end: no limit
+        form_bound = best_at.expand(len(columns), -1).gather(1, columns).amin(0)  # [F] its worst token
+        bound = torch.full((table.n_owners,), -2.0).scatter_reduce(0, table.owner, form_bound, "amax")
         keep = bound.topk(min(SHORTLIST_KEEP, table.n_owners)).indices
         got = _best_per_owner(sims[r:r + 1], table.of_owners(keep), starts[r:r + 1], ends[r:r + 1], area[r:r + 1])
         score[r, keep], start[r, keep], length[r, keep] = got[0][0], got[1][0], got[2][0]

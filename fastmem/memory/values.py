@@ -33,12 +33,15 @@ def correction_vector(final: torch.Tensor, targets: torch.Tensor, unembedding: t
     """
     final, unembedding = final.float(), unembedding.float()
     bias = None if bias is None else bias.float()
-    anchored = None if anchor is None else ~(anchor.float() == final).all(1, keepdim=True)
+    # only rows with an anchor of their own pay for its second pass through the head (most labels are one token)
+    anchored = torch.zeros(0, dtype=torch.long) if anchor is None else \
+        (~(anchor.float() == final).all(1)).nonzero().squeeze(1)
     value = torch.zeros_like(final)
     for step in range(max(1, int(steps))):
         delta = one_step_value(final + value, targets, unembedding, bias)
-        if anchored is not None and step > 0:
-            delta = delta + anchored * one_step_value(anchor.float() + value, targets, unembedding, bias)
+        if len(anchored) and step > 0:
+            delta[anchored] += one_step_value(anchor.float()[anchored] + value[anchored], targets[anchored],
+                                              unembedding, bias)
         value = value + step_size * delta
     return value
 

@@ -265,6 +265,15 @@ class FrozenLM:
         return PromptStates.cat(parts).select(back)
 
     @torch.inference_mode()
+    def bare_forward(self, prompts: list[SlottedPrompt], batch_size: int = 64) -> None:
+        """The forward passes `states` makes (same batches, same padding), keeping nothing: the yardstick the
+        speed scripts hold writes and dtypes against."""
+        encoded = sorted((self.encode(p) for p in prompts), key=lambda e: len(e.ids))
+        for start in range(0, len(encoded), batch_size):
+            ids, mask, positions, _ = self._batch(encoded[start:start + batch_size])
+            self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=1)
+
+    @torch.inference_mode()
     def logits(self, final: torch.Tensor) -> torch.Tensor:
         """Next-token logits from post-norm states [N, d] (the output head alone)."""
         head = self.model.get_output_embeddings()
