@@ -122,6 +122,19 @@ class Lab:
         ensure_keys(self.lm, new, DENSE_KEYS, progress)
         return new
 
+    def keyed_at(self, bank: MemoryBank, key_layer: int) -> MemoryBank:
+        """The memory with its word keys at `key_layer`: itself at its own layer, else a re-keyed copy (`rekey`)
+        kept with this version of the memory, so it is read again only after a change; a switch on or off
+        carries over to the copy."""
+        key_layer = self.lm.check_layer(key_layer)
+        if key_layer == bank.key_layer:
+            return bank
+        rekeyed = bank.cached(f"rekeyed:{self.lm.name}:{key_layer}", lambda _: self.rekey(bank, key_layer))
+        if rekeyed.disabled != bank.disabled:
+            for i, entry in enumerate(rekeyed.entries):
+                rekeyed.set_enabled(i, entry.slot not in bank.disabled)
+        return rekeyed
+
     # -- writing ------------------------------------------------------------------------------
     def write(self, bank: MemoryBank, rows, template: str = WRITE_TEMPLATE, on_duplicate: str = "replace",
               progress=None, value_steps: int | None = None) -> list[WriteResult]:

@@ -42,22 +42,6 @@ if "_pending_view" in state:  # set by a preset's suggested question or an opene
     apply_view(state.pop("_pending_view"))
 
 
-def keyed_bank(layer: int):
-    """The memory with keys at `layer` (re-keyed copies cached per memory content); switched-off entries stay off."""
-    if layer == bank.key_layer:
-        return bank
-    sig = (id(bank), tuple(e.slot + (e.label,) for e in bank.entries), layer)
-    cache = state.setdefault("_rekeyed", {})
-    if sig not in cache:
-        cache.clear()
-        cache[sig] = lab.rekey(bank, layer)
-    rekeyed = cache[sig]
-    if rekeyed.disabled != bank.disabled:
-        for i in range(len(rekeyed)):
-            rekeyed.set_enabled(i, bank.is_enabled(i))
-    return rekeyed
-
-
 def found_line(f) -> str:
     """Where the best entry's word and context were found, in one line."""
     word = f"word '{f.word_text}' ({f.word_score:.2f})" if f.word_text else "no word span"
@@ -172,7 +156,7 @@ def show_results(question, mark_word, mark_context, mode, alpha, threshold, laye
         pass  # the same error is shown below
 
     try:
-        use_bank = keyed_bank(int(layer))
+        use_bank = lab.keyed_at(bank, int(layer))
         # keyed above, before the marks were drawn; keying again only raises its error for the box below
         prompts = [keyed.prompt if keyed is not None else lab.parse_question(question, mark_word or None,
                                                                               mark_context or None)]
@@ -301,5 +285,4 @@ with st.expander("Open a shared view (JSON)"):
         else:
             state["bank"] = new_bank
             state["_pending_view"] = view
-            state.pop("_rekeyed", None)
             st.rerun()

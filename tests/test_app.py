@@ -300,3 +300,22 @@ def test_marks_belong_to_their_question_and_a_mode_change_says_what_it_brings():
     at.selectbox(key="mode").set_value("dual_key").run()
     assert any("Its calibrated settings" in c.value for c in at.caption), [c.value for c in at.caption]
     assert not at.exception and not any("Session State API" in w.value for w in at.warning)
+
+
+def test_inspect_reads_at_another_key_layer_without_touching_the_memory():
+    at = new_app()
+    at.switch_page("pages/memory.py").run()
+    at.text_area(key="bind_lines").input("wug, game A, green\nwug, game B, blue")
+    at.button(key="write_lines").click().run()
+    bank = at.session_state["bank"]
+    layer = bank.key_layer
+    at.switch_page("pages/inspect.py").run()
+    at.selectbox(key="mode").select("raw_both_top1").run()
+    at.text_input(key="question").input("Question: in game B, what is wug? Answer:").run()
+    assert not at.number_input(key="key_layer").disabled  # raw_both_top1 reads the key layer
+    at.number_input(key="key_layer").set_value(3).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert "key layer 3" in texts(at)
+    assert "Answer with memory" in {m.label for m in at.metric}
+    assert at.session_state["bank"] is bank and bank.key_layer == layer  # the user's memory keeps its own keys

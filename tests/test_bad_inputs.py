@@ -334,6 +334,22 @@ def test_rekey_leaves_the_original(tiny_lab, bank):
         assert torch.equal(a.value, b.value) and a.slot == b.slot
 
 
+def test_keyed_at_keeps_one_rekeyed_copy_per_version_and_carries_switches(tiny_lab, bank):
+    assert tiny_lab.keyed_at(bank, bank.key_layer) is bank
+    first = tiny_lab.keyed_at(bank, 1)
+    assert first.key_layer == 1 and tiny_lab.keyed_at(bank, 1) is first  # read once per version of the memory
+    bank.set_enabled(0, False)
+    switched = tiny_lab.keyed_at(bank, 1)
+    assert switched is first and not switched.is_enabled(0) and switched.is_enabled(1)
+    bank.set_enabled(0, True)
+    assert tiny_lab.keyed_at(bank, 1).is_enabled(0)
+    tiny_lab.write(bank, [("wug", "game A", "green")])
+    after = tiny_lab.keyed_at(bank, 1)
+    assert after is not first and [e.slot for e in after.entries] == [e.slot for e in bank.entries]
+    for layer in (-1, 99):
+        fails(bank, lambda layer=layer: tiny_lab.keyed_at(bank, layer), SettingsError, "out of range")
+
+
 # -- memories of 1 and of 100,000 entries -----------------------------------------------------
 def synthetic_bank(lab: Lab, n: int, seed: int = 0) -> MemoryBank:
     g = torch.Generator().manual_seed(seed)
