@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import torch
 
-from fastmem.memory.explain import Found, explain, found_in
+from fastmem.memory.explain import explain, found_entries
 from fastmem.errors import BindingError, FastmemError, LabelError, MemoryFileError, SettingsError
 from fastmem.eval.calibrate import Calibration, empty_bank
 from fastmem.eval.calibration_cache import load_or_calibrate
@@ -27,7 +27,7 @@ from fastmem.memory.modes import DEFAULT_MODE, MODES, Mode, get_mode, mode_names
 from fastmem.memory.prompts import SlottedPrompt, render, statement_prompt, template_fields
 from fastmem.memory.readout import answers, decoded
 from fastmem.memory.retrieval import KeyGeometry, check_threshold
-from fastmem.model.lm import EncodedPrompt, FrozenLM
+from fastmem.model.lm import FrozenLM
 from fastmem.records import AskResult, WriteResult
 
 
@@ -269,7 +269,8 @@ class Lab:
                      alpha, threshold)
         r = got.retrieved
         chosen, source = int(r.chosen[0]), int(r.injected[0])  # `source`: whose values (the shuffled control)
-        found = _found(bank, prompt, encoded, r) if r.spans is not None else None
+        found = found_entries(bank, prompt.text, encoded.offsets, r.spans.select(0), chosen) \
+            if r.spans is not None else None
         reason = explain(bank, prompt, mode, r.scores[0], chosen, threshold, found)
         values = bank.entries[source].values if source >= 0 else torch.zeros(1, bank.hidden_size)
         # as many tokens as the injected label, each with its own correction; the plain answer as long
@@ -297,21 +298,6 @@ class Lab:
         base, new = self.lm.continuations(result.encoded.ids, firsts, steps + 1, tail, result.alpha, ends)
         return replace(result, base_generation=self.lm.tokenizer.decode(base),
                        generation=self.lm.tokenizer.decode(new))
-
-
-def _found(bank: MemoryBank, prompt: SlottedPrompt, encoded: EncodedPrompt, r) -> dict[int, Found]:
-    """Where slot-free reading found the two best entries (by its ranking), best first."""
-    row = r.spans.select(0)
-    enabled = bank.stacked()["enabled"]
-    rank = row.rank.masked_fill(~enabled, float("-inf"))
-    chosen = int(r.chosen[0])
-    best = rank.topk(min(3, len(rank))).indices.tolist()  # not a sort of the whole memory
-    order = ([chosen] if chosen >= 0 else []) + [i for i in best if bool(enabled[i])]
-    found = {i: found_in(prompt.text, encoded.offsets, row, i) for i in list(dict.fromkeys(order))[:2]}
-    if not bool(enabled.all()):  # the best switched-off entry too, so the reason can say it was switched off
-        off = int(row.rank.masked_fill(enabled, float("-inf")).argmax())
-        found[off] = found_in(prompt.text, encoded.offsets, row, off, enabled=False)
-    return found
 
 
 def _check_duplicate_rule(on_duplicate: str) -> None:

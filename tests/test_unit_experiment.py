@@ -17,6 +17,15 @@ def test_run_experiment_scores_each_binding_with_the_benchmark_rule(tiny_lab):
     assert any(r.ok for r in got)
 
 
+def test_run_experiment_says_where_slot_free_reading_found_the_word_and_context(tiny_lab):
+    got = run_experiment(tiny_lab, tiny_lab.suite, "same game A/B", 2, "span_match")
+    assert got and all(r.note.startswith("Found ") for r in got), [r.note for r in got]  # Inspect's wording
+    assert not any(r.note.startswith("Asked ") for r in got)
+    for r in got:
+        if r.retrieved != "nothing":
+            assert f"'{r.retrieved.split(' · ')[0]}' in '" in r.note
+
+
 def test_run_experiment_with_memory_off_fails_every_binding(tiny_lab):
     got = run_experiment(tiny_lab, tiny_lab.suite, "same game A/B", 2, "none")
     assert got and not any(r.ok for r in got)

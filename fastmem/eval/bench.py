@@ -18,7 +18,7 @@ from fastmem.eval.scoring import Row, StateStore, Stopped, Timing, post_figures,
 from fastmem.eval.suite import Binding, Suite
 from fastmem.memory.engine import write_entries
 from fastmem.memory.keying import key_question
-from fastmem.memory.modes import MODES, mode_names
+from fastmem.memory.modes import MODES, get_mode, mode_names
 from fastmem.model.lm import FrozenLM
 
 BENCH_MODES = mode_names(answering=True)  # the memory's modes and the in-context baselines
@@ -69,11 +69,15 @@ def run_bench(lab, suite: Suite | None = None, experiments=None, modes=MODES, wo
             write_entries(lm, bank, [b.write for b in binds], [b.word for b in binds], [b.context for b in binds],
                           [b.label for b in binds], states=write_states)
             labels = LabelIndex.of(bank)
-            base = [lm.logits(st.final) for _, _, st in scored]  # the plain model's, shared by every mode
+            with clock.measure("forward_s"):  # the output head and the codebook's keys are the model's passes too
+                base = [lm.logits(st.final) for _, _, st in scored]  # the plain model's, shared by every mode
+                base_ids = [b.argmax(-1) for b in base]
+                for mode in modes:
+                    get_mode(mode).warm(lm, bank)
             for mode in modes:
-                for (name, s, st), b in zip(scored, base):
+                for (name, s, st), b, ids in zip(scored, base, base_ids):
                     for row in score_probes(lm, bank, geometry, cal, name, mode, s, st, b, labels, post, point,
-                                            clock):
+                                            clock, base_ids=ids):
                         rows.append(row)
                         if on_row:
                             on_row(row)

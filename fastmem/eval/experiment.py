@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from fastmem.memory.engine import answer, prompt_states
-from fastmem.memory.explain import explain
+from fastmem.memory.explain import explain, found_entries
 from fastmem.errors import SuiteError
 from fastmem.eval.metrics import LabelIndex, hit_mask, probe_set
 from fastmem.memory.prompts import render
@@ -52,10 +52,20 @@ def run_experiment(lab, suite: Suite, experiment: str, n_words: int, mode: str) 
             out[(w.word, w.context)] = BindingResult(
                 w.word, w.context, w.label, bool(hits[i]), lab.lm.tokenizer.decode(decoded(answers.ids[i])),
                 f"{entry.word} · {entry.context} → {entry.label}" if entry else "nothing",
-                _margin(scores, right, chosen), explain(scratch, reads.prompts[i], mode, scores, chosen, s.threshold))
+                _margin(scores, right, chosen), explain(scratch, reads.prompts[i], mode, scores, chosen, s.threshold,
+                                                        _found(lab, scratch, reads.prompts[i], got.retrieved, i)))
     if not out:
         raise SuiteError(f"Experiment {experiment!r} has no bindings to run.")
     return [out[(w.word, w.context)] for w in written]
+
+
+def _found(lab, bank, prompt, retrieved, row: int):
+    """Where slot-free reading found the best entries in question `row` (None for the other modes), as the
+    Inspect page shows it."""
+    if retrieved.spans is None:
+        return None
+    offsets = lab.lm.encode(prompt).offsets
+    return found_entries(bank, prompt.text, offsets, retrieved.spans.select(row), int(retrieved.chosen[row]))
 
 
 def _margin(scores: torch.Tensor, right: int | None, chosen: int) -> float | None:

@@ -57,7 +57,8 @@ class Row:
 
 @dataclass
 class Timing:
-    """Where a run's time went: the model's forward passes, retrieval (scores, choice, injection), decoding
+    """Where a run's time went: the model's forward passes (its output head's plain logits and the codebook's
+    keys included), retrieval (scores, choice, injection), decoding
     answers past their first token, and judging them; `other_s` is the rest (building probe sets, writing)."""
 
     forward_s: float = 0.0
@@ -159,7 +160,8 @@ def size_label(size: int) -> str:
 def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Calibration, experiment: str,
                  mode: str, probes: ProbeSet, states: PromptStates, base_logits: torch.Tensor | None = None,
                  labels: LabelIndex | None = None, post: dict | None = None, point: str | None = None,
-                 timing: Timing | None = None, size: int | None = None) -> list[Row]:
+                 timing: Timing | None = None, size: int | None = None,
+                 base_ids: torch.Tensor | None = None) -> list[Row]:
     """Rows for one probe set under one mode, from one retrieval and injection; an unrelated set also gives
     `unchanged` (the same answers under another rule). The one scoring path of bench, scale and curve."""
     mode = get_mode(mode).name
@@ -179,7 +181,8 @@ def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Cal
         tokens = sum(lengths) / len(lengths)
     elif len(probes):
         with clock.measure("retrieval_s"):
-            got = answer(lm, bank, geometry, states, list(probes.contexts), mode, s.alpha, s.threshold, base_logits)
+            got = answer(lm, bank, geometry, states, list(probes.contexts), mode, s.alpha, s.threshold, base_logits,
+                         base_ids)
         with clock.measure("decode_s"):
             answers = read_answers(lm, bank, probes, got, s.alpha)
         tokens = mean_question_tokens(lm, probes.prompts)

@@ -36,6 +36,20 @@ def found_in(text: str, offsets, spans, entry: int, enabled: bool = True) -> Fou
     return Found(float(spans.word[entry]), float(spans.context[entry]), w_text, c_text, w_tok, c_tok, enabled)
 
 
+def found_entries(bank: MemoryBank, text: str, offsets, row, chosen: int) -> dict[int, Found]:
+    """Where slot-free reading found the two best entries of one question (`row`: its SpanMatch row), by its
+    ranking, best first; and the best switched-off entry, so the reason can say it was switched off."""
+    enabled = bank.stacked()["enabled"]
+    rank = row.rank.masked_fill(~enabled, float("-inf"))
+    best = rank.topk(min(3, len(rank))).indices.tolist()  # not a sort of the whole memory
+    order = ([chosen] if chosen >= 0 else []) + [i for i in best if bool(enabled[i])]
+    found = {i: found_in(text, offsets, row, i) for i in list(dict.fromkeys(order))[:2]}
+    if not bool(enabled.all()):
+        off = int(row.rank.masked_fill(enabled, float("-inf")).argmax())
+        found[off] = found_in(text, offsets, row, off, enabled=False)
+    return found
+
+
 def explain(bank: MemoryBank, prompt: SlottedPrompt, mode, scores: torch.Tensor, chosen: int,
             threshold: float | None, found: dict[int, Found] | None = None) -> str:
     """Why this entry was injected, or why nothing was, in words a user can act on. `found`: where slot-free

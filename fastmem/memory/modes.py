@@ -61,9 +61,14 @@ class Mode:
     controls: ClassVar[str | None] = None  # a control borrows the settings of this mode, untuned
     slot_free: ClassVar[bool] = False  # reads the question as typed (no slots needed)
     keys: ClassVar[tuple[str, ...]] = ()  # the entry keys it reads (`bank.DENSE_KEYS`, `bank.TOKEN_KEYS`)
+    injects_entry_value: ClassVar[bool] = True  # injects one entry's own value (`Retrieved.injected`); False: a mix
 
     def score(self, q: Query) -> Scored:
         raise NotImplementedError
+
+    def warm(self, lm, bank: MemoryBank) -> None:
+        """Build what the mode derives from the memory with the model's forward passes (kept with the memory's
+        version), so that a runner can count them as forward time, not retrieval."""
 
     def inject(self, bank: MemoryBank, chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(values [N, d], the entry they come from when it is not `chosen`): the chosen entry's value."""
@@ -171,6 +176,7 @@ class Average(_Projected):
     name = "average"
     summary = "The post's merge: the mean of every value bound to the retrieved word (conflicts averaged)."
     post_protocol = True
+    injects_entry_value = False
 
     def inject(self, bank: MemoryBank, chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         values = bank.stacked()["value"]
@@ -248,6 +254,11 @@ class Codebook(Mode):
 
         lm, states = q.model(self.name)
         return Scored(codebook_scores(lm, q.bank, states) if len(q.bank) else _empty(q))
+
+    def warm(self, lm, bank: MemoryBank) -> None:
+        from fastmem.memory.codebook import codebook_keys
+
+        codebook_keys(lm, bank)  # one canonical question per entry through the model
 
     def silent_hint(self, bank: MemoryBank, word: str) -> str:
         return (" The codebook keys each entry by one question form (`Question: in <context>, what is <word>? "
