@@ -188,7 +188,8 @@ class Sweep:
         out = {}
         for probes, got, base, delta, rows in self.scored:
             on = (got.chosen >= 0) & passes(got.best, threshold)
-            ids = inject(base, delta, on, alpha).argmax(-1)
+            rows = on.nonzero().squeeze(1)
+            ids = inject(base, delta[rows], rows, alpha).argmax(-1)
             said = answers(self.lm, self.bank, rows, ids, base.argmax(-1), got.injected.masked_fill(~on, -1), alpha,
                            decode_length(probes.metric))
             out[probes.metric] = hit_mask(probes, said.ids, said.base_ids, self.labels, self.lm).float().mean().item()

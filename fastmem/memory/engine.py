@@ -128,8 +128,7 @@ def answer(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, states: Prompt
     rows = (got.chosen >= 0).nonzero().squeeze(1)
     if not len(rows) or alpha == 0.0:
         return Answer(base, base, got, base_ids, base_ids)
-    logits = base.clone()
-    logits.index_add_(0, rows, value_logits(lm, bank, get_mode(mode), got, rows), alpha=alpha)
+    logits = inject(base, value_logits(lm, bank, get_mode(mode), got, rows), rows, alpha)
     ids = base_ids.clone()
     ids[rows] = logits[rows].argmax(-1)
     return Answer(base, logits, got, base_ids, ids)
@@ -185,6 +184,9 @@ def retrieve(mode, query: Query, threshold: float | None = None, gate: bool = Tr
     return Retrieved(scores, chosen, best, values, source, scored.spans)
 
 
-def inject(base_logits: torch.Tensor, delta_logits: torch.Tensor, on: torch.Tensor, alpha: float) -> torch.Tensor:
-    """The read rule in logit space: W_U (h + alpha v) = W_U h + alpha W_U v, on the rows where `on`."""
-    return base_logits + alpha * delta_logits * on.unsqueeze(1)
+def inject(base_logits: torch.Tensor, delta_logits: torch.Tensor, rows: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The read rule in logit space: W_U (h + alpha v) = W_U h + alpha W_U v, on `rows` (their W_U v
+    `delta_logits` [len(rows), V]); the other rows keep the plain logits."""
+    out = base_logits.clone()
+    out.index_add_(0, rows, delta_logits, alpha=alpha)
+    return out
