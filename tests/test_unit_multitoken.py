@@ -157,3 +157,18 @@ def test_a_word_at_the_start_is_read_after_the_start_token(neox):
     assert first.ids[0] == neox.tokenizer.eos_token_id and first.word_positions == [1]
     assert [first.ids[i] for i in first.word_positions] == [later.ids[i] for i in later.word_positions]
     assert [first.tokens[i] for i in first.context_positions] == ["game", "A"]
+
+
+def test_the_sweep_reads_multi_token_labels_as_the_benchmark_does(tiny_lab):
+    """Calibration's and the curve's sweep (`metrics.Sweep`) against the benchmark's path (`score_probes`) at the
+    same alpha and threshold: the same read rate, whole labels decoded from each question's own tokens."""
+    from fastmem.eval.metrics import Sweep
+
+    bank = tiny_lab.new_memory()
+    tiny_lab.write(bank, ROWS)
+    reads = probe_set("read", [render(READ, w, c) for w, c, _ in ROWS], [label for _, _, label in ROWS])
+    states = prompt_states(tiny_lab.lm, bank, list(reads.prompts))
+    sweep = Sweep(tiny_lab.lm, bank, tiny_lab.geometry, "token_match", [(reads, states)])
+    s = tiny_lab.calibration.settings("token_match")
+    assert sweep.rates(s.alpha, s.threshold)["read"] == _read_rate(tiny_lab, bank) == 1.0
+    assert sweep.rates(0.0, s.threshold)["read"] == 0.0  # no memory: the tiny model knows none of them

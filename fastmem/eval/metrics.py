@@ -177,8 +177,8 @@ class Sweep:
                 continue
             got = lookup(lm, mode, states, bank, geometry, probes.contexts, None, gate=False)
             base = lm.logits(states.final)
-            rows = [lm.encode(p).ids for p in probes.prompts]
-            self.scored.append((probes, got, base, got.values @ unembedding.T, rows))
+            prompt_ids = [lm.encode(p).ids for p in probes.prompts]
+            self.scored.append((probes, got, base, base.argmax(-1), got.values @ unembedding.T, prompt_ids))
 
     def rates(self, alpha: float, threshold: float | None) -> dict[str, float]:
         from fastmem.memory.engine import inject
@@ -186,11 +186,12 @@ class Sweep:
         from fastmem.memory.retrieval import passes
 
         out = {}
-        for probes, got, base, delta, rows in self.scored:
+        for probes, got, base, base_ids, delta, prompt_ids in self.scored:
             on = (got.chosen >= 0) & passes(got.best, threshold)
             rows = on.nonzero().squeeze(1)
-            ids = inject(base, delta[rows], rows, alpha).argmax(-1)
-            said = answers(self.lm, self.bank, rows, ids, base.argmax(-1), got.injected.masked_fill(~on, -1), alpha,
+            ids = base_ids.clone()
+            ids[rows] = inject(base, delta[rows], rows, alpha).argmax(-1)
+            said = answers(self.lm, self.bank, prompt_ids, ids, base_ids, got.injected.masked_fill(~on, -1), alpha,
                            decode_length(probes.metric))
             out[probes.metric] = hit_mask(probes, said.ids, said.base_ids, self.labels, self.lm).float().mean().item()
         return out

@@ -5,6 +5,7 @@ for every mode, alpha and threshold.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -107,10 +108,20 @@ def write_entries(lm: FrozenLM, bank: MemoryBank, prompts: list[SlottedPrompt], 
 @dataclass(frozen=True)
 class Answer:
     base_logits: torch.Tensor  # [N, V] plain model
-    logits: torch.Tensor  # [N, V] with alpha * value added after the final norm
     retrieved: Retrieved
     base_ids: torch.Tensor  # [N] the plain model's next token
     ids: torch.Tensor  # [N] the next token with memory
+    rows: torch.Tensor  # [R] the rows alpha * W_U v was added to
+    changed: torch.Tensor  # [R, V] their logits with it
+
+    @functools.cached_property
+    def logits(self) -> torch.Tensor:
+        """[N, V] with alpha * value added after the final norm (built on demand: a benchmark reads only `ids`)."""
+        if not len(self.rows):
+            return self.base_logits
+        out = self.base_logits.clone()
+        out[self.rows] = self.changed
+        return out
 
 
 def answer(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, states: PromptStates, contexts, mode: str,
@@ -126,12 +137,14 @@ def answer(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, states: Prompt
     base = lm.logits(states.final) if base_logits is None else base_logits
     base_ids = base.argmax(-1) if base_ids is None else base_ids
     rows = (got.chosen >= 0).nonzero().squeeze(1)
-    if not len(rows) or alpha == 0.0:
-        return Answer(base, base, got, base_ids, base_ids)
-    logits = inject(base, value_logits(lm, bank, get_mode(mode), got, rows), rows, alpha)
+    if alpha == 0.0:
+        rows = rows[:0]
+    if not len(rows):
+        return Answer(base, got, base_ids, base_ids, rows, base[:0])
+    changed = inject(base, value_logits(lm, bank, get_mode(mode), got, rows), rows, alpha)
     ids = base_ids.clone()
-    ids[rows] = logits[rows].argmax(-1)
-    return Answer(base, logits, got, base_ids, ids)
+    ids[rows] = changed.argmax(-1)
+    return Answer(base, got, base_ids, ids, rows, changed)
 
 
 ENTRY_LOGITS_MAX = 1024  # entries whose W_U v a memory keeps ([M, V] floats: 200 MB at 1,024 for 49k tokens)
@@ -144,10 +157,11 @@ def value_logits(lm: FrozenLM, bank: MemoryBank, mode, got: Retrieved, rows: tor
     unembedding = lm.unembedding.detach().float().cpu()
     key = f"value_logits:{lm.name}"
     small = len(bank) <= ENTRY_LOGITS_MAX and (4 * len(rows) >= len(bank) or key in bank.stacked())
-    if not (mode.injects_entry_value and small):
-        return got.values[rows] @ unembedding.T
+    if not (mode.injects_entry_value and small):  # a mix (average): one product per distinct value
+        distinct, which = torch.unique(got.values[rows], dim=0, return_inverse=True)
+        return (distinct @ unembedding.T).index_select(0, which)
     table = bank.cached(key, lambda stacked: stacked["value"] @ unembedding.T)  # [M, V]
-    return table[got.injected[rows]]
+    return table.index_select(0, got.injected[rows])
 
 
 def lookup(lm: FrozenLM, mode, states: PromptStates, bank: MemoryBank, geometry: KeyGeometry, contexts,
@@ -185,8 +199,6 @@ def retrieve(mode, query: Query, threshold: float | None = None, gate: bool = Tr
 
 
 def inject(base_logits: torch.Tensor, delta_logits: torch.Tensor, rows: torch.Tensor, alpha: float) -> torch.Tensor:
-    """The read rule in logit space: W_U (h + alpha v) = W_U h + alpha W_U v, on `rows` (their W_U v
-    `delta_logits` [len(rows), V]); the other rows keep the plain logits."""
-    out = base_logits.clone()
-    out.index_add_(0, rows, delta_logits, alpha=alpha)
-    return out
+    """The read rule in logit space: W_U (h + alpha v) = W_U h + alpha W_U v, for `rows` (their W_U v
+    `delta_logits` [len(rows), V]): their logits [len(rows), V]; the other rows keep the plain logits."""
+    return base_logits.index_select(0, rows).add_(delta_logits, alpha=alpha)
