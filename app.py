@@ -16,6 +16,7 @@ nav = st.navigation([
 model_picker()
 lab = current_lab()
 st.session_state["lab_name"] = lab.lm.name if lab is not None else None
+st.session_state["lab_weights"] = str(lab.lm.dtype).removeprefix("torch.") if lab is not None else None
 if lab is None:
     st.stop()
 nav.run()

@@ -12,18 +12,22 @@ from fastmem import DEFAULT_MODEL, OFFLINE_ALIAS, FastmemError, Lab, MemoryBank
 
 CUSTOM = "Other (Hugging Face id, local folder or .gguf)…"
 CHOICES = [DEFAULT_MODEL, OFFLINE_ALIAS, CUSTOM]
-PRELOADED: dict[str, Lab] = {}  # spec -> Lab already loaded in this process (tests share theirs)
+PRELOADED: dict[tuple[str, str], Lab] = {}  # (spec, weights) -> Lab already loaded in this process (tests share theirs)
+WEIGHTS = {"auto": "auto: float32 on a CPU, bfloat16 on a GPU", "float32": "float32", "bfloat16": "bfloat16"}
+WEIGHTS_HELP = ("The model's weights' number type. bfloat16 halves their memory, but on a CPU without fast bfloat16 "
+                "it runs several times slower than float32, and its first use calibrates anew (minutes on 2 "
+                "cores). Answers of the default mode did not change in bfloat16 (README: bfloat16).")
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def load_lab(spec: str) -> tuple[Lab | None, str | None, float]:
+def load_lab(spec: str, weights: str = "auto") -> tuple[Lab | None, str | None, float]:
     """Load once per process and share read-only: (lab, error message, seconds). Failures are cached too,
     so an unreachable default model costs its timeout once, not on every rerun."""
     start = time.perf_counter()
-    if spec in PRELOADED:
-        return PRELOADED[spec], None, 0.0
+    if (spec, weights) in PRELOADED:
+        return PRELOADED[spec, weights], None, 0.0
     try:
-        lab = Lab.load(spec, device=os.environ.get("FASTMEM_DEVICE", "auto"))
+        lab = Lab.load(spec, device=os.environ.get("FASTMEM_DEVICE", "auto"), dtype=weights)
         return lab, None, time.perf_counter() - start
     except FastmemError as exc:
         return None, str(exc), time.perf_counter() - start
@@ -49,15 +53,16 @@ def current_lab() -> Lab | None:
     if not spec:
         st.sidebar.info("Type a model id, folder or .gguf path.")
         spec = OFFLINE_ALIAS
-    with st.spinner(f"Loading {spec} (first time only)…"):
-        lab, error, _ = load_lab(spec)
+    weights = st.session_state.get("model_weights", "auto")
+    with st.spinner(f"Loading {spec}, {weights} weights (first time only)…"):
+        lab, error, _ = load_lab(spec, weights)
     if lab is None:
         if spec == DEFAULT_MODEL:
             st.sidebar.warning(fallback_notice(spec, error), icon="⚠️")
         else:
             st.sidebar.error(fallback_notice(spec, error))
         with st.spinner(f"Loading {OFFLINE_ALIAS}…"):
-            lab, error, _ = load_lab(OFFLINE_ALIAS)
+            lab, error, _ = load_lab(OFFLINE_ALIAS, weights)
         if lab is None:
             st.error(f"No model could be loaded: {error}")
             return None
@@ -125,7 +130,8 @@ def sidebar(lab: Lab | None) -> None:
         else:
             st.warning(f"Memory of {bank.model_name} ({len(bank)} entries), kept; not usable with {lab.lm.name}.")
         cal = lab.calibration
-        st.caption(f"{lab.lm.name}: {lab.lm.n_layers} layers, d={lab.lm.hidden_size}; span_match (the default) "
+        weights = str(lab.lm.dtype).removeprefix("torch.")
+        st.caption(f"{lab.lm.name} ({weights} weights): {lab.lm.n_layers} layers, d={lab.lm.hidden_size}; span_match (the default) "
                    f"reads layer 0, token_match layer {cal.token_layer}; word keys at layer {cal.key_layer}, "
                    f"symbol {cal.symbol_layer}, context {cal.context_layer}.")
 
@@ -138,6 +144,7 @@ def model_picker() -> None:
         if st.session_state.get("model_choice") == CUSTOM:
             st.text_input("Model id, folder or .gguf path", key="model_custom",
                           placeholder="e.g. HuggingFaceTB/SmolLM2-135M or /models/x.gguf")
+        st.selectbox("Weights", list(WEIGHTS), key="model_weights", format_func=WEIGHTS.get, help=WEIGHTS_HELP)
 
 
 def vis(token: str) -> str:

@@ -13,9 +13,9 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 def preload(smollm2_lab):
     from pages import _shared
 
-    _shared.PRELOADED["smollm2"] = smollm2_lab
+    _shared.PRELOADED["smollm2", "auto"] = smollm2_lab
     yield
-    _shared.PRELOADED.pop("smollm2", None)
+    _shared.PRELOADED.pop(("smollm2", "auto"), None)
 
 
 def new_app() -> AppTest:
@@ -319,3 +319,36 @@ def test_inspect_reads_at_another_key_layer_without_touching_the_memory():
     assert "key layer 3" in texts(at)
     assert "Answer with memory" in {m.label for m in at.metric}
     assert at.session_state["bank"] is bank and bank.key_layer == layer  # the user's memory keeps its own keys
+
+
+def test_the_sidebar_switches_the_weights_and_keeps_the_memory(smollm2_lab):
+    """bfloat16 weights from the sidebar: the app loads and says them, and the user's memory (written with
+    float32) is read through them. The bfloat16 lab borrows float32's calibration here, so that the test
+    does not calibrate; a user's first bfloat16 load calibrates its own."""
+    from fastmem import Lab
+    from fastmem.model.lm import FrozenLM
+    from pages import _shared
+
+    half = FrozenLM.load("smollm2", "cpu", "bfloat16")
+    _shared.PRELOADED["smollm2", "bfloat16"] = Lab(half, smollm2_lab.calibration, smollm2_lab.geometry,
+                                                   smollm2_lab.suite)
+    try:
+        at = new_app()
+        assert "(float32 weights)" in "".join(c.value for c in at.sidebar.caption)
+        assert at.selectbox(key="model_weights").options[1:] == ["float32", "bfloat16"]
+        bank = smollm2_lab.new_memory()  # the user's memory, written with float32 weights
+        smollm2_lab.write(bank, [("wug", "game A", "green"), ("wug", "game B", "blue")])
+        # a session whose sidebar says bfloat16 (set before its first run: AppTest shows a first run's sidebar only)
+        at = AppTest.from_file(APP, default_timeout=180)
+        at.session_state["model_weights"], at.session_state["bank"] = "bfloat16", bank
+        at.run()
+        assert not at.exception, at.exception
+        assert "(bfloat16 weights)" in "".join(c.value for c in at.sidebar.caption)
+        assert {m.label: m.value for m in at.sidebar.metric}["Entries"] == "2"  # the memory is usable with them
+        at.switch_page("pages/inspect.py").run()
+        at.text_input(key="question").input("Question: in game B, what is wug? Answer:").run()
+        assert not at.exception, at.exception
+        assert at.session_state["lab_weights"] == "bfloat16" and at.session_state["bank"] is bank
+        assert {m.label: m.value for m in at.metric}["Answer with memory"] == "␣blue"
+    finally:
+        _shared.PRELOADED.pop(("smollm2", "bfloat16"), None)

@@ -172,3 +172,16 @@ def test_batched_continuations_match_transformers_greedy_decoding(lm):
     assert both[1] == lm.generate(prompt.text, alone, max_new_tokens=6)
     assert both[1][0] == top2[1]
     assert lm.continuations(prompt.text, [], 4) == []
+
+
+def test_next_tokens_is_torchs_argmax_first_maximum_included():
+    import torch
+
+    from fastmem.model.decode import next_tokens
+
+    logits = torch.randn(5, 300)
+    logits[1, 7] = logits[1, 200] = logits[1].max() + 1  # a tie: the first one, as torch.argmax
+    assert torch.equal(next_tokens(logits), logits.argmax(-1)) and int(next_tokens(logits)[1]) == 7
+    assert int(next_tokens(logits[2])) == int(logits[2].argmax())  # one row
+    assert torch.equal(next_tokens(logits.bfloat16()), logits.bfloat16().argmax(-1))  # bfloat16 logits too
+    assert next_tokens(logits).dtype == torch.long

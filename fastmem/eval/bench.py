@@ -19,6 +19,7 @@ from fastmem.eval.suite import Binding, Suite
 from fastmem.memory.engine import write_entries
 from fastmem.memory.keying import key_question
 from fastmem.memory.modes import MODES, get_mode, mode_names
+from fastmem.model.decode import next_tokens
 from fastmem.model.lm import FrozenLM
 
 BENCH_MODES = mode_names(answering=True)  # the memory's modes and the in-context baselines
@@ -58,7 +59,7 @@ def run_bench(lab, suite: Suite | None = None, experiments=None, modes=MODES, wo
     try:
         unrelated, facts = shared
         fact_states = store(facts.prompts)
-        kept, keep = qualified_facts(lm, facts, lm.logits(fact_states.final).argmax(-1))
+        kept, keep = qualified_facts(lm, facts, next_tokens(lm.logits(fact_states.final)))
         shared_sets = [(unrelated, store(unrelated.prompts)), (kept, fact_states.select(keep))]
         for exp, (binds, sets) in zip(chosen, plan):
             write_states = store([b.write for b in binds])
@@ -71,7 +72,7 @@ def run_bench(lab, suite: Suite | None = None, experiments=None, modes=MODES, wo
             labels = LabelIndex.of(bank)
             with clock.measure("forward_s"):  # the output head and the codebook's keys are the model's passes too
                 base = [lm.logits(st.final) for _, _, st in scored]  # the plain model's, shared by every mode
-                base_ids = [b.argmax(-1) for b in base]
+                base_ids = [next_tokens(b) for b in base]
                 for mode in modes:
                     get_mode(mode).warm(lm, bank)
             for mode in modes:

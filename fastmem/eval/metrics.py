@@ -168,6 +168,7 @@ class Sweep:
 
     def __init__(self, lm, bank: MemoryBank, geometry, mode: str, sets):
         from fastmem.memory.engine import lookup
+        from fastmem.model.decode import next_tokens
 
         self.lm, self.bank, self.labels = lm, bank, LabelIndex.of(bank)
         unembedding = lm.unembedding.detach().float().cpu()
@@ -178,10 +179,10 @@ class Sweep:
             got = lookup(lm, mode, states, bank, geometry, probes.contexts, None, gate=False)
             base = lm.logits(states.final)
             prompt_ids = [lm.encode(p).ids for p in probes.prompts]
-            self.scored.append((probes, got, base, base.argmax(-1), got.values @ unembedding.T, prompt_ids))
+            self.scored.append((probes, got, base, next_tokens(base), got.values @ unembedding.T, prompt_ids))
 
     def rates(self, alpha: float, threshold: float | None) -> dict[str, float]:
-        from fastmem.memory.engine import inject
+        from fastmem.memory.engine import Injection
         from fastmem.memory.readout import answers
         from fastmem.memory.retrieval import passes
 
@@ -189,8 +190,7 @@ class Sweep:
         for probes, got, base, base_ids, delta, prompt_ids in self.scored:
             on = (got.chosen >= 0) & passes(got.best, threshold)
             rows = on.nonzero().squeeze(1)
-            ids = base_ids.clone()
-            ids[rows] = inject(base, delta[rows], rows, alpha).argmax(-1)
+            ids = Injection(rows, delta, rows, alpha).ids(base, base_ids)
             said = answers(self.lm, self.bank, prompt_ids, ids, base_ids, got.injected.masked_fill(~on, -1), alpha,
                            decode_length(probes.metric))
             out[probes.metric] = hit_mask(probes, said.ids, said.base_ids, self.labels, self.lm).float().mean().item()

@@ -26,6 +26,7 @@ from fastmem.memory.modes import get_mode
 from fastmem.memory.prompts import SlottedPrompt
 from fastmem.eval.metrics import read_answers
 from fastmem.memory.retrieval import KeyGeometry
+from fastmem.model.decode import next_tokens
 from fastmem.model.lm import FrozenLM, PromptStates
 
 
@@ -176,7 +177,7 @@ def score_probes(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, cal: Cal
     if len(probes) and in_context:  # no retrieval: the statements go before the question
         base = lm.logits(states.final) if base_logits is None else base_logits
         with clock.measure("forward_s"):
-            answers, lengths = in_context_readout(lm, bank, mode, list(probes.prompts), base.argmax(-1),
+            answers, lengths = in_context_readout(lm, bank, mode, list(probes.prompts), next_tokens(base),
                                                   labels.in_play(probes, lm.label_tokens))
         tokens = sum(lengths) / len(lengths)
     elif len(probes):

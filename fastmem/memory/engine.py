@@ -17,7 +17,7 @@ from fastmem.memory.bank import TOKEN_KEYS, MemoryBank, MemoryEntry
 from fastmem.memory.prompts import SlottedPrompt
 from fastmem.memory.modes import Query, get_mode
 from fastmem.memory.retrieval import KeyGeometry, QueryKeys, Retrieved, as_number, check_threshold, passes
-from fastmem.model.decode import answer_states
+from fastmem.model.decode import answer_states, next_tokens
 from fastmem.memory.values import correction_vector
 
 MAX_ALPHA = 1000.0
@@ -111,57 +111,85 @@ class Answer:
     retrieved: Retrieved
     base_ids: torch.Tensor  # [N] the plain model's next token
     ids: torch.Tensor  # [N] the next token with memory
-    rows: torch.Tensor  # [R] the rows alpha * W_U v was added to
-    changed: torch.Tensor  # [R, V] their logits with it
+    injection: "Injection"  # which rows got which alpha * W_U v
 
     @functools.cached_property
     def logits(self) -> torch.Tensor:
         """[N, V] with alpha * value added after the final norm (built on demand: a benchmark reads only `ids`)."""
-        if not len(self.rows):
-            return self.base_logits
-        out = self.base_logits.clone()
-        out[self.rows] = self.changed
+        return self.injection.logits(self.base_logits)
+
+
+@dataclass(frozen=True)
+class Injection:
+    """The read rule in logit space, W_U (h + alpha v) = W_U h + alpha W_U v, on `rows` [R]: row k gets
+    `deltas[which[k]]` ([K, V], each injected value's W_U v, computed once however many rows share it)."""
+
+    rows: torch.Tensor
+    deltas: torch.Tensor
+    which: torch.Tensor
+    alpha: float
+
+    @classmethod
+    def none(cls, vocab: int) -> "Injection":
+        empty = torch.zeros(0, dtype=torch.long)
+        return cls(empty, torch.zeros(0, vocab), empty, 0.0)
+
+    def pairs(self) -> list[tuple[int, int]]:
+        return list(zip(self.rows.tolist(), self.which.tolist()))
+
+    def row(self, base_logits: torch.Tensor, row: int, delta: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """One injected row's logits [V]: the one place the rule is computed."""
+        return torch.add(base_logits[row], self.deltas[delta], alpha=self.alpha, out=out)
+
+    def ids(self, base_logits: torch.Tensor, base_ids: torch.Tensor) -> torch.Tensor:
+        """The next token [N] with memory: the plain one where nothing is injected. Row by row into one buffer,
+        never the [R, V] logits of every injected row at once (the benchmark asks this of thousands of rows)."""
+        ids, buf = base_ids.clone(), torch.empty(base_logits.shape[1])
+        for row, delta in self.pairs():
+            ids[row] = next_tokens(self.row(base_logits, row, delta, out=buf))
+        return ids
+
+    def logits(self, base_logits: torch.Tensor) -> torch.Tensor:
+        out = base_logits.clone()
+        for row, delta in self.pairs():
+            out[row] = self.row(base_logits, row, delta)
         return out
 
 
 def answer(lm: FrozenLM, bank: MemoryBank, geometry: KeyGeometry, states: PromptStates, contexts, mode: str,
            alpha: float, threshold: float | None, base_logits: torch.Tensor | None = None,
            base_ids: torch.Tensor | None = None) -> Answer:
-    """Retrieve for each prompt and inject: logits = W_U (h + alpha v) = logits(h) + alpha W_U v.
-
-    `base_logits` and their argmax `base_ids` (the plain model's, from an earlier call) save recomputing them for
-    every mode; only the rows that retrieved something are changed and read again.
+    """Retrieve for each prompt and inject (`Injection`). `base_logits` and their argmax `base_ids` (the plain
+    model's, from an earlier call) save recomputing them for every mode; only the rows that retrieved something
+    are read again.
     """
     alpha = check_alpha(alpha)
     got = lookup(lm, mode, states, bank, geometry, contexts, threshold)
     base = lm.logits(states.final) if base_logits is None else base_logits
-    base_ids = base.argmax(-1) if base_ids is None else base_ids
+    base_ids = next_tokens(base) if base_ids is None else base_ids
     rows = (got.chosen >= 0).nonzero().squeeze(1)
-    if alpha == 0.0:
-        rows = rows[:0]
-    if not len(rows):
-        return Answer(base, got, base_ids, base_ids, rows, base[:0])
-    changed = inject(base, value_logits(lm, bank, get_mode(mode), got, rows), rows, alpha)
-    ids = base_ids.clone()
-    ids[rows] = changed.argmax(-1)
-    return Answer(base, got, base_ids, ids, rows, changed)
+    if alpha == 0.0 or not len(rows):
+        return Answer(base, got, base_ids, base_ids, Injection.none(base.shape[1]))
+    injection = Injection(rows, *value_logits(lm, bank, get_mode(mode), got, rows), alpha)
+    return Answer(base, got, base_ids, injection.ids(base, base_ids), injection)
 
 
 ENTRY_LOGITS_MAX = 1024  # entries whose W_U v a memory keeps ([M, V] floats: 200 MB at 1,024 for 49k tokens)
 
 
-def value_logits(lm: FrozenLM, bank: MemoryBank, mode, got: Retrieved, rows: torch.Tensor) -> torch.Tensor:
-    """W_U v [len(rows), V] of the values injected at `rows`. A mode that injects one entry's own value looks it
-    up in every entry's W_U v, computed once per version of a small memory when many rows ask at once (the
-    benchmark scores every mode and probe set against one memory); otherwise it is computed for those rows."""
+def value_logits(lm: FrozenLM, bank: MemoryBank, mode, got: Retrieved,
+                 rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W_U v [K, V] of the values injected at `rows`, which of them each row gets [R]). A mode that injects one
+    entry's own value looks it up in every entry's W_U v, computed once per version of a small memory when many
+    rows ask at once (the benchmark scores every mode and probe set against one memory); otherwise each distinct
+    value is multiplied once (a mix: the average of a word's values)."""
     unembedding = lm.unembedding.detach().float().cpu()
     key = f"value_logits:{lm.name}"
     small = len(bank) <= ENTRY_LOGITS_MAX and (4 * len(rows) >= len(bank) or key in bank.stacked())
-    if not (mode.injects_entry_value and small):  # a mix (average): one product per distinct value
+    if not (mode.injects_entry_value and small):
         distinct, which = torch.unique(got.values[rows], dim=0, return_inverse=True)
-        return (distinct @ unembedding.T).index_select(0, which)
-    table = bank.cached(key, lambda stacked: stacked["value"] @ unembedding.T)  # [M, V]
-    return table.index_select(0, got.injected[rows])
+        return distinct @ unembedding.T, which
+    return bank.cached(key, lambda stacked: stacked["value"] @ unembedding.T), got.injected[rows]  # [M, V]
 
 
 def lookup(lm: FrozenLM, mode, states: PromptStates, bank: MemoryBank, geometry: KeyGeometry, contexts,
@@ -196,9 +224,3 @@ def retrieve(mode, query: Query, threshold: float | None = None, gate: bool = Tr
     chosen = chosen.masked_fill(~(passes(best, threshold) if gate else torch.isfinite(best)), -1)
     values, source = mode.inject(bank, chosen)
     return Retrieved(scores, chosen, best, values, source, scored.spans)
-
-
-def inject(base_logits: torch.Tensor, delta_logits: torch.Tensor, rows: torch.Tensor, alpha: float) -> torch.Tensor:
-    """The read rule in logit space: W_U (h + alpha v) = W_U h + alpha W_U v, for `rows` (their W_U v
-    `delta_logits` [len(rows), V]): their logits [len(rows), V]; the other rows keep the plain logits."""
-    return base_logits.index_select(0, rows).add_(delta_logits, alpha=alpha)

@@ -8,7 +8,15 @@ KV cache, and no hook is registered.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+
+def next_tokens(logits: torch.Tensor) -> torch.Tensor:
+    """The greedy next token, argmax over the vocabulary: [..., V] -> [...] (long), the first maximum as in
+    `torch.argmax`. Through numpy, whose argmax of one 49k-token row is many times faster than torch's on
+    these CPUs (the benchmark reads tens of thousands of rows one at a time)."""
+    return torch.from_numpy(np.asarray(logits.detach().float().cpu().numpy().argmax(-1), dtype=np.int64))
 
 
 def _left_padded(rows: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -86,7 +94,7 @@ def greedy(lm, rows: list[list[int]], first: list[int], steps: int, corrections:
             if ending.any():
                 pieces = word_pieces(lm).to(logits.device)
                 logits = logits.masked_fill(ending.unsqueeze(1) & pieces.unsqueeze(0), float("-inf"))
-        nxt = logits.argmax(-1).tolist()
+        nxt = next_tokens(logits).tolist()
         for a, t in zip(answers, nxt):
             a.append(eos if stop_at_eos and a[-1] == eos else int(t))
         step_ids = torch.tensor([[a[-1]] for a in answers], device=lm.device)
