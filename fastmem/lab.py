@@ -27,6 +27,7 @@ from fastmem.memory.modes import DEFAULT_MODE, MODES, Mode, get_mode, mode_names
 from fastmem.memory.prompts import SlottedPrompt, render, statement_prompt, template_fields
 from fastmem.memory.readout import answers, decoded
 from fastmem.memory.retrieval import KeyGeometry, check_threshold
+from fastmem.model.decode import next_tokens
 from fastmem.model.lm import FrozenLM
 from fastmem.records import AskResult, WriteResult
 
@@ -287,7 +288,7 @@ class Lab:
         """The answer with greedy continuations (at most 32 tokens) without and with memory, decoded as
         one batch. Separate from `ask` so an app can show the answer first and the continuations after."""
         check_count(max_new_tokens, 1)
-        firsts = [int(result.base_logits.argmax()), int(result.logits.argmax())]
+        firsts = [int(next_tokens(result.base_logits)), int(next_tokens(result.logits))]
         steps = min(int(max_new_tokens), 32) - 1
         tail = torch.zeros(2, steps, self.lm.hidden_size)
         if result.values is not None and steps > 0:  # the memory row gets its label's later corrections

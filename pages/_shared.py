@@ -13,8 +13,8 @@ from fastmem import DEFAULT_MODEL, OFFLINE_ALIAS, FastmemError, Lab, MemoryBank
 CUSTOM = "Other (Hugging Face id, local folder or .gguf)…"
 CHOICES = [DEFAULT_MODEL, OFFLINE_ALIAS, CUSTOM]
 PRELOADED: dict[tuple[str, str], Lab] = {}  # (spec, weights) -> Lab already loaded in this process (tests share theirs)
-WEIGHTS = {"auto": "auto: float32 on a CPU, bfloat16 on a GPU", "float32": "float32", "bfloat16": "bfloat16"}
-WEIGHTS_HELP = ("The model's weights' number type. bfloat16 halves their memory, but on a CPU without fast bfloat16 "
+WEIGHTS = {"auto": "auto", "float32": "float32", "bfloat16": "bfloat16"}
+WEIGHTS_HELP = ("The model's weights' number type; auto: float32 on a CPU, bfloat16 on a GPU. bfloat16 halves their memory, but on a CPU without fast bfloat16 "
                 "it runs several times slower than float32, and its first use calibrates anew (minutes on 2 "
                 "cores). Answers of the default mode did not change in bfloat16 (README: bfloat16).")
 
