@@ -12,6 +12,7 @@ from fastmem.eval.suite import Binding, ExperimentSpec, Suite, WordSpec, binding
 from fastmem.eval.typed import typed_probes
 from fastmem.memory.keying import key_question
 from fastmem.memory.prompts import render
+from fastmem.model.decode import next_tokens
 from fastmem.model.lm import FrozenLM
 
 
@@ -84,7 +85,7 @@ def qualified_facts(lm: FrozenLM, facts: ProbeSet, base_ids: torch.Tensor) -> tu
 def kept_facts(lm: FrozenLM) -> ProbeSet:
     """The fact prompts the plain model answers right, run once."""
     facts = fact_probes()
-    return qualified_facts(lm, facts, lm.logits(lm.states(list(facts.prompts)).final).argmax(-1))[0]
+    return qualified_facts(lm, facts, next_tokens(lm.logits(lm.states(list(facts.prompts)).final)))[0]
 
 
 def sample_probes(lm: FrozenLM, suite: Suite, experiment: ExperimentSpec, asked: list[tuple[str, int]],

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import torch
 
-from fastmem.model.decode import answer_states
+from fastmem.model.decode import answer_states, next_tokens
 from fastmem.errors import SettingsError
 from fastmem.model.lm import FrozenLM
 from fastmem.memory.bank import MemoryBank, MemoryEntry
@@ -174,7 +174,7 @@ def in_context_readout(lm: FrozenLM, bank: MemoryBank, mode: str, prompts: list[
     """Greedy answers with the statements in the prompt, as long as the longest label in play,
     and each prompt's length in tokens. `base_first` [N]: the plain model's first answer tokens."""
     built = build_prompts(lm, bank, mode, prompts)
-    first = lm.logits(final_states(lm, built)).argmax(-1) if built else torch.zeros(0, dtype=torch.long)
+    first = next_tokens(lm.logits(final_states(lm, built))) if built else torch.zeros(0, dtype=torch.long)
     nothing = torch.full((len(prompts),), -1, dtype=torch.long)
     longest = max((len(tuple(x)) for x in in_play), default=1)  # no entry is injected: read every label in play
     readout = answers(lm, bank, [p.ids for p in built], first, base_first, nothing, 0.0, longest)

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from fastmem.model.arch import arch_names, num_layers
+from fastmem.model.decode import next_tokens
 from fastmem.errors import LabelError, SettingsError
 from fastmem.memory.prompts import SlottedPrompt, token_positions
 from fastmem.memory.spans import QuestionTokens, stack_rows
@@ -299,7 +300,7 @@ class FrozenLM:
 
     def generate(self, text: str, first_logits: torch.Tensor, max_new_tokens: int = 5) -> list[int]:
         """Greedy tokens: the first from `first_logits` (already corrected), the rest from the plain model."""
-        return self.continuations(text, [int(first_logits.argmax())], max_new_tokens)[0]
+        return self.continuations(text, [int(next_tokens(first_logits))], max_new_tokens)[0]
 
 
 def _span_states(hidden: torch.Tensor, chunk: list[EncodedPrompt], width: int, layers: tuple[int, ...],
