@@ -71,6 +71,26 @@ def log_problems(log_path: Path) -> list[str]:
     return [line for line in log_path.read_text(errors="replace").splitlines() if any(b in line for b in bad)]
 
 
+# Counts the script runs that started since it was first called on this page: a MutationObserver sees the run
+# state turn to 'running', however quickly the run ends.
+RUNS_JS = ("() => { if (window.__fastmemRuns === undefined) { window.__fastmemRuns = 0;"
+           " new MutationObserver(changes => { for (const c of changes)"
+           " if (c.target.getAttribute('data-test-script-state') === 'running') window.__fastmemRuns++; })"
+           ".observe(document.body, {subtree: true, attributes: true,"
+           " attributeFilter: ['data-test-script-state']}); } return window.__fastmemRuns; }")
+
+
+def runs_started(pg) -> int:
+    """Script runs started on this page since the first call (which starts counting)."""
+    return pg.evaluate(RUNS_JS)
+
+
+def rerun_over(pg, since: int, timeout_ms: int = 240_000) -> None:
+    """Wait until a script run has started after `runs_started` said `since`, and every run is over: the
+    state on screen is that of the new run, never the one before it, however slow the machine."""
+    pg.wait_for_function(f"() => window.__fastmemRuns > {since} && ({IDLE_JS})()", timeout=timeout_ms)
+
+
 def idle(pg, timeout_ms: int = 240_000) -> None:
     """Wait until the app's script run is over (its run state is idle)."""
     pg.wait_for_timeout(500)

@@ -2,8 +2,8 @@
 preset, two questions in a row (every panel follows the second), an entry switched off. Screenshots go to a
 temporary folder (the README's are written by scripts/screenshots.py, never by the tests)."""
 import pytest
-from browser import (BROWSER_ARGS, ROOT, chromium_path, idle, log_problems, nav, run_benchmark, run_experiment,
-                     streamlit_server)
+from browser import (BROWSER_ARGS, ROOT, chromium_path, idle, log_problems, nav, rerun_over, run_benchmark,
+                     run_experiment, runs_started, streamlit_server)
 
 pytestmark = pytest.mark.e2e
 LOG = ROOT / ".pytest-streamlit.log"
@@ -72,10 +72,14 @@ def panels(pg) -> dict[str, str]:
 
 
 def ask(pg, question):
+    """Ask on the Inspect page and wait for the run this question started (the panels before it look alike).
+    A question already in the box starts no run: its answer is on screen once the page is idle."""
     box = pg.get_by_label("Question", exact=True)
+    unchanged = box.input_value() == question
     box.fill(question)
+    since = runs_started(pg)
     box.press("Enter")
-    idle(pg)
+    idle(pg) if unchanged else rerun_over(pg, since)
     pg.locator(".st-key-gen_mem_box [data-testid=stCode]").wait_for()
 
 
