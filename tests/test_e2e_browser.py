@@ -79,7 +79,10 @@ def ask(pg, question):
     box.fill(question)
     since = runs_started(pg)
     box.press("Enter")
-    idle(pg) if unchanged else rerun_over(pg, since)
+    if unchanged:
+        idle(pg)
+    else:
+        rerun_over(pg, since)
     pg.locator(".st-key-gen_mem_box [data-testid=stCode]").wait_for()
 
 
