@@ -120,7 +120,7 @@ class Lab:
         self.check_memory(bank)
         key_layer = bank.key_layer if key_layer is None else self.lm.check_layer(key_layer)
         new = self._with_layers(bank.snapshot(), key_layer)
-        ensure_keys(self.lm, new, DENSE_KEYS, progress)
+        ensure_keys(self.lm, new, DENSE_KEYS, progress)  # `new` is this call's own: it adopts its keys
         return new
 
     def keyed_at(self, bank: MemoryBank, key_layer: int) -> MemoryBank:
@@ -130,10 +130,11 @@ class Lab:
         key_layer = self.lm.check_layer(key_layer)
         if key_layer == bank.key_layer:
             return bank
-        rekeyed = bank.cached(f"rekeyed:{self.lm.name}:{key_layer}", lambda _: self.rekey(bank, key_layer))
-        if rekeyed.disabled != bank.disabled:
+        snap = bank.snapshot()  # built from the version it is kept with, whatever another thread changes
+        rekeyed = snap.cached(f"rekeyed:{self.lm.name}:{key_layer}", lambda _: self.rekey(snap, key_layer))
+        if rekeyed.disabled != snap.disabled:
             for i, entry in enumerate(rekeyed.entries):
-                rekeyed.set_enabled(i, entry.slot not in bank.disabled)
+                rekeyed.set_enabled(i, entry.slot not in snap.disabled)
         return rekeyed
 
     # -- writing ------------------------------------------------------------------------------
@@ -263,8 +264,9 @@ class Lab:
         if mode.needs_projector and bank.key_layer != self.calibration.key_layer:
             raise SettingsError(f"Mode {mode.name} uses the projector trained at layer {self.calibration.key_layer}; "
                                 f"this memory's keys are at layer {bank.key_layer}. Use raw_both_top1 or dual_key.")
-        ensure_keys(self.lm, bank, mode.keys)  # a memory from a file: keys read again from its statements
-        bank = bank.snapshot()  # one version of the memory throughout, whatever another thread writes
+        # one version of the memory throughout, whatever another thread writes; a memory from a file gets its
+        # keys read again from that version's statements
+        bank = ensure_keys(self.lm, bank, mode.keys)
         encoded = self.lm.encode(prompt)
         got = answer(self.lm, bank, self.geometry, prompt_states(self.lm, bank, [prompt]), [prompt.context], mode,
                      alpha, threshold)
@@ -281,7 +283,8 @@ class Lab:
         result = AskResult(prompt, encoded, mode.name, alpha, threshold, r.scores[0], chosen, float(r.best[0]),
                            reason, got.base_logits[0], got.logits[0], r.values[0], decode(base), decode(mem),
                            values=values, answer_ids=tuple(mem), base_answer_ids=tuple(base), injected=source,
-                           found=found, point=point or "")
+                           found=found, point=point or "",
+                           chosen_slot=bank.entries[chosen].slot if chosen >= 0 else None)
         return self.continue_answer(result, max_new_tokens) if max_new_tokens > 0 else result
 
     def continue_answer(self, result: AskResult, max_new_tokens: int = 4) -> AskResult:

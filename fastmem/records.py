@@ -42,3 +42,4 @@ class AskResult:
     injected: int = -1  # the entry whose values were injected: `chosen`, or another one (the shuffled control)
     found: dict | None = None  # slot-free reading: where the best entries' word and context were found (Found)
     point: str = ""  # the operating point whose alpha and threshold were the defaults
+    chosen_slot: tuple[str, str] | None = None  # (word, context) of the chosen entry, in the version asked

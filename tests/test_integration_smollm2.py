@@ -205,3 +205,20 @@ def test_the_shipped_calibration_is_this_codes(smollm2_lab):
     key = cache_key(lm, smollm2_lab.suite, 8, 0)
     assert (SHIPPED / _folder_name(lm, key) / "key").read_text() == key
     assert stale_shipped(lm, key) == []  # only the current one is shipped
+
+
+def test_the_shipped_calibration_gives_the_verdicts_recorded_with_it(smollm2_lab):
+    """The verdicts of a fixed sample asked under the shipped calibration when it was shipped (`verdicts.json`) are
+    what this code gives: a change of retrieval or reading behaviour fails here until CALIBRATION_VERSION is bumped
+    and the calibration reshipped (verdicts too close to call on another CPU are not compared)."""
+    import json
+
+    from fastmem.eval.calibration_cache import SHIPPED, _folder_name, cache_key
+    from fastmem.eval.calibration_reference import verdict_differences, verdicts
+
+    lm = smollm2_lab.lm
+    folder = SHIPPED / _folder_name(lm, cache_key(lm, smollm2_lab.suite, 8, 0))
+    recorded = json.loads((folder / "verdicts.json").read_text())
+    differences, compared = verdict_differences(verdicts(smollm2_lab), recorded)
+    assert differences == [], differences[:5]
+    assert compared >= 0.8 * len(recorded)

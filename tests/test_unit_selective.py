@@ -116,7 +116,7 @@ def test_switched_off_entries_are_never_retrieved_and_survive_a_file_round_trip(
     assert retrieve("token_match", q, bank, geo, threshold=0.5).chosen.tolist() == [-1]
     again, _ = from_bytes(to_bytes(bank))
     assert again.disabled == {("dax", "game A")}
-    again.with_keys({f: [getattr(x, f) for x in bank.entries] for f in ("word_tokens", "context_tokens")}, {})
+    again = again.with_keys({f: [getattr(x, f) for x in bank.entries] for f in ("word_tokens", "context_tokens")})
     assert retrieve("token_match", q, again, geo, threshold=0.5).chosen.tolist() == [-1]
     bank.set_enabled(0, True)
     assert retrieve("token_match", q, bank, geo, threshold=0.5).chosen.tolist() == [0]
@@ -262,20 +262,13 @@ def test_calibration_cache_key_covers_what_calibration_reads(neox, small_suite):
     assert cache_key(neox, small_suite.model_copy(update={"unrelated": ["Question: why? Answer:"]}), 8, 0) == key
 
 
-def test_calibration_cache_key_follows_code_forms_and_phrasings_without_a_list_to_keep(neox, small_suite,
-                                                                                      monkeypatch):
-    """What calibration runs: the source of every module it imports (found from the imports), and its prompts as
-    keyed, so a new paraphrase or built-in phrasing that keys a training question differently changes the key."""
-    from fastmem.eval import calibration_cache as cal_mod
+def test_calibration_cache_key_follows_forms_and_phrasings_without_a_list_to_keep(neox, small_suite, monkeypatch):
+    """What calibration runs: its prompts as keyed, so a new paraphrase or built-in phrasing that keys a training
+    question differently changes the key (the code itself is covered by CALIBRATION_VERSION and the reference
+    summary, tests/test_unit_calibration_reference.py)."""
     from fastmem.eval.suite import ParaphraseSpec
 
     key = cache_key(neox, small_suite, 8, 0)
-    sources = cal_mod.calibration_sources()
-    assert {"memory.prompts", "memory.keying", "memory.forms", "memory.spans", "memory.modes", "model.lm"} \
-        <= set(sources)
-    for module in ("memory.prompts", "memory.keying", "memory.spans"):
-        changed = {**sources, module: sources[module] + b"\n# changed\n"}
-        assert cache_key(neox, small_suite, 8, 0, changed) != key, module
     # a form that matches a training question (`Question: what is the capital of Germany? Answer:`)
     form = "Question: what is the {context} of {word}? Answer:"
     para = small_suite.model_copy(update={"paraphrases": list(small_suite.paraphrases)

@@ -28,7 +28,7 @@ ALPHAS = (0.5, 1.0, 2.0, 4.0, 8.0)
 # up to 0.95 in steps of 0.05, then finer up to 0.99: slot-free reading compares token embeddings, where the
 # same token scores 1 and the closest two tokens of a series (digits) about 0.94 (scripts/series_cosines.py)
 THRESHOLDS = (None,) + tuple(round(0.05 * i, 2) for i in range(1, 20)) + (0.96, 0.97, 0.98, 0.99)
-CALIBRATION_VERSION = 4
+CALIBRATION_VERSION = 5  # bump on purpose when what calibration decides changes (calibration_reference.py)
 
 # Operating points: each mode's alpha and threshold chosen on training words by one of two objectives.
 # - post: the reference post's protocol, which measured only Write, Read, Plain and Unrelated;

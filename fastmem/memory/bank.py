@@ -207,16 +207,28 @@ class MemoryBank:
                 self._changed(tuple(rows))
             return statuses
 
-    def with_keys(self, keys: dict[str, list[torch.Tensor]], layers: dict[str, int]) -> None:
-        """Give every entry these keys (read again from its statement, `engine.ensure_keys`), at these layers."""
-        with self._lock:
-            self._writable()
-            from dataclasses import replace
+    def with_keys(self, keys: dict[str, list[torch.Tensor]]) -> "MemoryBank":
+        """A read-only view of this version whose entries carry these keys (`keys[field][i]` for entry i of this
+        version, read again from its statement by `engine.ensure_keys`)."""
+        from dataclasses import replace
 
+        with self._lock:
             rows = tuple(replace(e, **{f: v[i] for f, v in keys.items()}) for i, e in enumerate(self._entries))
-            for name, layer in layers.items():
-                setattr(self, name, layer)
-            self._changed(rows)
+            view = MemoryBank(self.model_name, self.hidden_size, self.key_layer, self.context_layer,
+                              self.symbol_layer, self.value_steps, rows, self.token_layer, self._disabled)
+        return view.snapshot()
+
+    def adopt(self, old: tuple[MemoryEntry, ...], new: tuple[MemoryEntry, ...]) -> None:
+        """Replace each entry of `old` that is still in this memory (the same object: matched by identity, never by
+        position) by its counterpart in `new`, e.g. the same entry with keys computed from a snapshot in the
+        background. Entries removed or written meanwhile are left as they are; a read-only view adopts nothing."""
+        with self._lock:
+            if self._frozen:
+                return
+            counterpart = {id(o): n for o, n in zip(old, new)}  # `old` is alive here, so its ids are its own
+            rows = tuple(counterpart.get(id(e), e) for e in self._entries)
+            if any(a is not b for a, b in zip(rows, self._entries)):
+                self._changed(rows)
 
     def remove(self, index: int) -> MemoryEntry:
         with self._lock:

@@ -78,19 +78,22 @@ def _keys(bank: MemoryBank, states: PromptStates) -> dict[str, list[torch.Tensor
     return out
 
 
-def ensure_keys(lm: FrozenLM, bank: MemoryBank, fields, progress=None) -> None:
-    """Give every entry of the memory these keys, read again from its write statement where they are missing (a
-    memory loaded from a file stores none): one batched forward pass over the statements, at the memory's
-    layers. Nothing to do when every entry has them."""
+def ensure_keys(lm: FrozenLM, bank: MemoryBank, fields, progress=None) -> MemoryBank:
+    """A read-only view of one version of the memory whose entries all carry these keys. A memory loaded from a
+    file stores none: they are read again from the statements of a snapshot (one batched forward pass, at the
+    memory's layers), attached to that snapshot, and handed to the memory itself by entry identity, so an entry
+    removed or written meanwhile never receives another entry's keys (`MemoryBank.adopt`)."""
     fields = tuple(fields)
-    if not fields or all(f in bank.stacked() for f in fields):
-        return
-    if bank.token_layer < 0 and set(fields) & set(TOKEN_KEYS):
+    view = bank.snapshot()
+    if not fields or all(f in view.stacked() for f in fields):
+        return view
+    if view.token_layer < 0 and set(fields) & set(TOKEN_KEYS):
         raise SettingsError("This memory has no token layer: open it with Lab.import_memory.")
-    prompts = [SlottedPrompt(e.write_text, e.word_span, e.context_span, e.context) for e in bank.entries]
-    states = prompt_states(lm, bank, prompts, progress=progress)
-    keys = _keys(bank, states)
-    bank.with_keys({f: keys[f] for f in fields}, {})
+    prompts = [SlottedPrompt(e.write_text, e.word_span, e.context_span, e.context) for e in view.entries]
+    keys = _keys(view, prompt_states(lm, view, prompts, progress=progress))
+    keyed = view.with_keys({f: keys[f] for f in fields})
+    bank.adopt(view.entries, keyed.entries)
+    return keyed
 
 
 def write_entries(lm: FrozenLM, bank: MemoryBank, prompts: list[SlottedPrompt], words, contexts, labels,
