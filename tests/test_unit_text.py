@@ -7,7 +7,7 @@ import string
 import pytest
 from markdown_it import MarkdownIt
 
-from fastmem.demo.text import WORD_JOINER, md, shown
+from fastmem.demo.text import WORD_JOINER, md, md_code, plain, shown
 
 CRAFTED = ["![x](http://198.51.100.7/x.png)", "[Click to verify your account](http://example.invalid)",
            "https://evil.example", "HTTP://evil.example", "www.evil.example", "WWW.evil.example",
@@ -53,3 +53,16 @@ def test_ordinary_text_is_unchanged():
 
 def test_not_text_is_shown_as_its_string():
     assert md(3) == "3" and md(None) == "None"
+
+
+@pytest.mark.parametrize("text", CRAFTED + ["a`b", "`", "x``y`", "``"])
+def test_a_code_span_holds_the_text_and_nothing_else(text):
+    rendered = commonmark("before " + md_code(text) + " after")
+    inner = re.fullmatch(r"<p>before <code>([^<>]*)</code> after</p>\n", rendered)
+    assert inner, rendered
+    assert shown(html.unescape(inner.group(1))) == re.sub(r"\r\n|[\r\n\t]", " ", text)
+
+
+@pytest.mark.parametrize("text", CRAFTED)
+def test_plain_undoes_md(text):
+    assert plain(md(text)) == re.sub(r"\r\n|[\r\n\t]", " ", text)

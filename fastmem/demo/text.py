@@ -30,6 +30,20 @@ def md(text) -> str:
     return _PUNCTUATION.sub(r"\\\1", text)
 
 
+def md_code(text) -> str:
+    """`text` as an inline code span: a fence longer than any run of backticks in it, so it cannot close
+    early (nothing inside a code span is markdown; only `:material/` is rewritten before parsing)."""
+    text = _LINE_BREAKS.sub(" ", str(text)).replace(":material/", ":" + WORD_JOINER + "material/")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""  # CommonMark drops one space each side
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def plain(escaped: str) -> str:
+    """The text `md` escaped, back (line breaks read as spaces): what a reader sees, for tests and checks."""
+    return re.sub(r"\\(.)", r"\1", escaped).replace(WORD_JOINER, "")
+
+
 def shown(rendered: str) -> str:
     """What a reader of `md` output reads, for tests: the rendered text without the invisible joiners."""
     return rendered.replace(WORD_JOINER, "")
