@@ -353,3 +353,19 @@ def test_the_sidebar_switches_the_weights_and_keeps_the_memory(smollm2_lab):
         assert {m.label: m.value for m in at.metric}["Answer with memory"] == "␣blue"
     finally:
         _shared.PRELOADED.pop(("smollm2", "bfloat16"), None)
+
+
+def test_the_model_box_says_the_same_for_any_path_outside_the_model_folder():
+    """A visitor's path in the Other box: one message, whether it exists or not, and the offline model."""
+    from pages._shared import CUSTOM
+
+    seen = []
+    for typed in ("/etc/shadow", "/nonexistent/x", "../../etc", "/etc"):
+        at = AppTest.from_file(APP, default_timeout=180)
+        at.session_state["model_choice"], at.session_state["model_custom"] = CUSTOM, typed
+        at.run()
+        assert not at.exception, at.exception
+        assert at.session_state["_resolved_spec"] == "smollm2"
+        seen.append([plain(e.value) for e in at.sidebar.error])
+    assert all(s == seen[0] for s in seen) and len(seen[0]) == 1, seen
+    assert seen[0][0].startswith("Not a model the app can load") and "etc" not in seen[0][0], seen
