@@ -9,8 +9,10 @@ import time
 import streamlit as st
 
 from fastmem import DEFAULT_MODEL, OFFLINE_ALIAS, FastmemError, Lab, MemoryBank
+from fastmem.demo.text import md
+from fastmem.model.loading import app_model_spec
 
-CUSTOM = "Other (Hugging Face id, local folder or .gguf)…"
+CUSTOM = "Other (Hugging Face id, local folder or .gguf)…"  # local: under the model folder (app_model_spec)
 CHOICES = [DEFAULT_MODEL, OFFLINE_ALIAS, CUSTOM]
 PRELOADED: dict[tuple[str, str], Lab] = {}  # (spec, weights) -> Lab already loaded in this process (tests share theirs)
 WEIGHTS = {"auto": "auto", "float32": "float32", "bfloat16": "bfloat16"}
@@ -40,21 +42,29 @@ def default_input(key: str, value):
     return st.session_state.setdefault(key, value)
 
 
-def _wanted_spec() -> str:
+def _checked_spec() -> tuple[str, str | None]:
+    """(what to load, why the typed model is refused). The Other box takes only what `app_model_spec` allows
+    (a visitor's text); a model chosen from the list, or set by $FASTMEM_MODEL, loads as it is."""
     choice = st.session_state.get("model_choice", os.environ.get("FASTMEM_MODEL", DEFAULT_MODEL))
-    if choice == CUSTOM:
-        return (st.session_state.get("model_custom") or "").strip()
-    return choice
+    if choice != CUSTOM:
+        return choice, None
+    typed = (st.session_state.get("model_custom") or "").strip()
+    if not typed:
+        st.sidebar.info("Type a Hugging Face id, or a folder or .gguf file under the app's model folder.")
+        return OFFLINE_ALIAS, None
+    try:
+        return app_model_spec(typed), None
+    except FastmemError as exc:
+        return OFFLINE_ALIAS, str(exc)
 
 
 def current_lab() -> Lab | None:
     """The model for this session, with the visible fallback to smollm2 when the default is unreachable."""
-    spec = _wanted_spec()
-    if not spec:
-        st.sidebar.info("Type a model id, folder or .gguf path.")
-        spec = OFFLINE_ALIAS
+    spec, refused = _checked_spec()
+    if refused:
+        st.sidebar.error(f"{md(refused)} Using the offline model **{OFFLINE_ALIAS}** instead.")
     weights = st.session_state.get("model_weights", "auto")
-    with st.spinner(f"Loading {spec}, {weights} weights (first time only)…"):
+    with st.spinner(f"Loading {md(spec.removeprefix('hub:'))}, {weights} weights (first time only)…"):
         lab, error, _ = load_lab(spec, weights)
     if lab is None:
         if spec == DEFAULT_MODEL:
@@ -64,7 +74,7 @@ def current_lab() -> Lab | None:
         with st.spinner(f"Loading {OFFLINE_ALIAS}…"):
             lab, error, _ = load_lab(OFFLINE_ALIAS, weights)
         if lab is None:
-            st.error(f"No model could be loaded: {error}")
+            st.error(f"No model could be loaded: {md(error)}")
             return None
         spec = OFFLINE_ALIAS
     st.session_state["_resolved_spec"] = spec
@@ -78,7 +88,8 @@ def fallback_notice(spec: str, error: str | None) -> str:
     if spec == DEFAULT_MODEL:
         rest = re.sub(rf"^Cannot load '{re.escape(spec)}':\s*", "", why)
         why = f"The default model {spec} cannot be loaded here" + (f": {rest}" if rest else "")
-    return f"{why or f'Cannot load {spec!r}'}. Using the offline model **{OFFLINE_ALIAS}** instead."
+    # the reason holds what was typed in the box: escaped, so only the app's own words are markdown
+    return f"{md(why or f'Cannot load {spec!r}')}. Using the offline model **{OFFLINE_ALIAS}** instead."
 
 
 def page_lab() -> Lab:
@@ -106,8 +117,8 @@ def require_bank(lab: Lab) -> MemoryBank | None:
     bank = bank_for(lab)
     if bank_matches(lab, bank):
         return bank
-    st.warning(f"Your memory ({len(bank)} entries) belongs to **{bank.model_name}** (hidden size "
-               f"{bank.hidden_size}); the loaded model is **{lab.lm.name}** (hidden size {lab.lm.hidden_size}). "
+    st.warning(f"Your memory ({len(bank)} entries) belongs to **{md(bank.model_name)}** (hidden size "
+               f"{bank.hidden_size}); the loaded model is **{md(lab.lm.name)}** (hidden size {lab.lm.hidden_size}). "
                "It is kept: switch back to that model, download it on the Memory page, or start a new one.")
     if st.button("Start a new, empty memory for this model (drops the old one)", key="new_bank_for_model"):
         st.session_state["bank"] = lab.new_memory()
@@ -124,14 +135,14 @@ def sidebar(lab: Lab | None) -> None:
         if bank_matches(lab, bank):
             st.metric("Entries", len(bank))
             for e in bank.entries[:8]:
-                st.caption(f"{e.word} · {e.context} → {vis(e.label)}")
+                st.caption(md(f"{e.word} · {e.context} → {vis(e.label)}"))
             if len(bank) > 8:
                 st.caption(f"… and {len(bank) - 8} more")
         else:
-            st.warning(f"Memory of {bank.model_name} ({len(bank)} entries), kept; not usable with {lab.lm.name}.")
+            st.warning(md(f"Memory of {bank.model_name} ({len(bank)} entries), kept; not usable with {lab.lm.name}."))
         cal = lab.calibration
         weights = str(lab.lm.dtype).removeprefix("torch.")
-        st.caption(f"{lab.lm.name} ({weights} weights): {lab.lm.n_layers} layers, d={lab.lm.hidden_size}; span_match (the default) "
+        st.caption(f"{md(lab.lm.name)} ({weights} weights): {lab.lm.n_layers} layers, d={lab.lm.hidden_size}; span_match (the default) "
                    f"reads layer 0, token_match layer {cal.token_layer}; word keys at layer {cal.key_layer}, "
                    f"symbol {cal.symbol_layer}, context {cal.context_layer}.")
 
@@ -142,8 +153,10 @@ def model_picker() -> None:
                      index=CHOICES.index(os.environ.get("FASTMEM_MODEL", DEFAULT_MODEL))
                      if os.environ.get("FASTMEM_MODEL", DEFAULT_MODEL) in CHOICES else 0)
         if st.session_state.get("model_choice") == CUSTOM:
-            st.text_input("Model id, folder or .gguf path", key="model_custom",
-                          placeholder="e.g. HuggingFaceTB/SmolLM2-135M or /models/x.gguf")
+            st.text_input("Model id, or a folder or .gguf under the model folder", key="model_custom",
+                          placeholder="e.g. HuggingFaceTB/SmolLM2-135M or x.gguf",
+                          help="A Hugging Face id (owner/name), or the name of a model folder or .gguf file "
+                               "under the app's model folder (the cache's models folder, or $FASTMEM_MODEL_ROOT).")
         st.selectbox("Weights", list(WEIGHTS), key="model_weights", format_func=WEIGHTS.get, help=WEIGHTS_HELP)
 
 

@@ -12,6 +12,7 @@ import streamlit as st
 
 from fastmem import DEFAULT_MODE, MODES, Lab
 from fastmem.demo import charts
+from fastmem.demo.text import md
 from pages._jobs import BenchJob
 from pages._shared import default_input
 
@@ -97,12 +98,12 @@ def _results(lab, kind: str, running: bool) -> None:
             return
         if job.running:
             frac = job.done / job.total if job.total else 0.0
-            st.progress(min(1.0, frac), text=f"{job.message or 'Starting…'} ({job.elapsed:.0f} s)")
+            st.progress(min(1.0, frac), text=f"{md(job.message or 'Starting…')} ({job.elapsed:.0f} s)")
             return
         if running:  # it ended since this fragment started polling: redraw the page once
             st.rerun()
         if job.status == "failed":
-            st.error(f"The run failed: {job.error}")
+            st.error(f"The run failed: {md(job.error)}")
             return
         rows, extra = list(job.rows), job.timing
         if job.status == "stopped":

@@ -11,6 +11,7 @@ import streamlit as st
 
 from fastmem import DEFAULT_MODE, Lab
 from fastmem.demo import charts
+from fastmem.demo.text import md
 from pages._jobs import BenchJob
 from pages._shared import default_input, page_lab
 from pages._size_runs import size_section
@@ -84,7 +85,7 @@ with tab_modes:
 
     job: BenchJob | None = state.get("bench_job")
     running = job is not None and job.running
-    st.button(f"Quick run: {suite.experiments[0].name}, none and {DEFAULT_MODE}, 4 words (about 20 s on 2 cores)",
+    st.button(f"Quick run: {md(suite.experiments[0].name)}, none and {DEFAULT_MODE}, 4 words (about 20 s on 2 cores)",
               key="bench_quick", on_click=quick_job, disabled=running)
     run_col, stop_col = st.columns(2)
     run_col.button("Run benchmark", type="primary", key="bench_run", on_click=start_job,
@@ -134,7 +135,7 @@ with tab_modes:
         elif running:  # it ended since this fragment was set to poll: redraw the whole page once, without polling
             st.rerun()
         elif current.status == "failed":
-            st.error(f"The run failed after {len(rows)} rows: {current.error}")
+            st.error(f"The run failed after {len(rows)} rows: {md(current.error)}")
         elif current.status == "stopped":
             st.warning(f"Stopped after {len(rows)} rows ({current.elapsed:.0f} s); the finished rows are kept.")
         else:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from fastmem import DEFAULT_MODE, MODES, FastmemError, load_suite
 from fastmem.demo import charts
+from fastmem.demo.text import md
 from pages._shared import default_input, page_lab, vis
 
 lab = page_lab()
@@ -15,9 +16,10 @@ up = st.file_uploader("Suite file", type=["json", "yaml", "yml"], key="exp_suite
 try:
     suite = load_suite(up.getvalue()) if up is not None else lab.suite
 except FastmemError as exc:
-    st.error(f"The suite file is not valid: {exc}")
+    st.error(f"The suite file is not valid: {md(exc)}")
     st.stop()
-st.caption(f"Suite '{suite.name}': {len(suite.words)} words; experiments {', '.join(e.name for e in suite.experiments)}.")
+st.caption(md(f"Suite '{suite.name}': {len(suite.words)} words; experiments "
+                f"{', '.join(e.name for e in suite.experiments)}."))
 c1, c2, c3 = st.columns(3)
 exp_name = c1.selectbox("Experiment", [e.name for e in suite.experiments], key="exp_name", persist_state="session")
 words = suite.split("test") or suite.words
@@ -31,7 +33,7 @@ if st.button("Run", type="primary", key="exp_run"):
         try:
             got = lab.runs.experiment(suite, exp_name, int(n), mode)
         except FastmemError as exc:
-            st.error(str(exc))
+            st.error(md(exc))
             st.stop()
     results = [{"word": r.word, "context": r.context, "label": r.label, "ok": r.ok, "answer": vis(r.answer),
                 "retrieved": r.retrieved, "margin": r.margin, "note": r.note} for r in got]
@@ -42,7 +44,7 @@ if st.button("Run", type="primary", key="exp_run"):
 if "exp_results" in st.session_state:
     name, mode_used, results, failures = st.session_state["exp_results"]
     good = sum(r["ok"] for r in results)
-    st.metric(f"{name} · {mode_used}: correct answers", f"{good}/{len(results)}")
+    st.metric(f"{md(name)} · {mode_used}: correct answers", f"{good}/{len(results)}")
     if failures:
         st.subheader(f"{len(failures)} failures")
         st.altair_chart(charts.failure_chart(failures), width="stretch")

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from fastmem import DEFAULT_MODE
+from fastmem.demo.text import md, md_code
 from pages._shared import bank_for, bank_matches, page_lab, vis
 
 lab = page_lab()
@@ -96,10 +97,10 @@ with st.spinner("Writing two bindings and asking four questions…"):
     rows, left = demo(lab.lm.name, lab)
 st.dataframe([{k: v for k, v in r.items() if k != "retrieved"} for r in rows], hide_index=True, width="stretch")
 for r in rows:
-    st.markdown(f"**{r['question']}** → without memory `{r['without memory']}`, with memory "
-                f"`{r['with memory']}`")
-    st.caption(f"Why: {r['retrieved']}")
-st.caption(f"Model {lab.lm.name}; mode {DEFAULT_MODE} (the default) with its calibrated α and threshold. "
+    st.markdown(f"**{md(r['question'])}** → without memory {md_code(r['without memory'])}, with memory "
+                f"{md_code(r['with memory'])}")
+    st.caption(f"Why: {md(r['retrieved'])}")
+st.caption(f"Model {md(lab.lm.name)}; mode {DEFAULT_MODE} (the default) with its calibrated α and threshold. "
            "`␣` marks a leading space.")
 
 st.subheader("Questions the memory should leave alone (live)")
@@ -109,8 +110,8 @@ st.markdown("The same memory, asked about a context that was never written and a
 for r in left:
     box = st.warning if r["injected"] else st.info
     verdict = "**the memory stepped in**" if r["injected"] else "left alone"
-    box(f"**{r['kind'].capitalize()}** — `{r['question']}` → without memory `{r['without memory']}`, with memory "
-        f"`{r['with memory']}`: {verdict}. {r['reason']}")
+    box(f"**{r['kind'].capitalize()}** — {md_code(r['question'])} → without memory {md_code(r['without memory'])}, "
+        f"with memory {md_code(r['with memory'])}: {verdict}. {md(r['reason'])}")
 
 bank = bank_for(lab)
 if bank_matches(lab, bank) and st.button("Add these two bindings to my memory", key="home_add_demo"):

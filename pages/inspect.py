@@ -10,6 +10,7 @@ import streamlit as st
 
 from fastmem import DEFAULT_MODE, MODES, FastmemError, Lab, ShareView
 from fastmem.demo import charts
+from fastmem.demo.text import md
 from pages._shared import page_lab, require_bank, token_html, vis
 
 lab = page_lab()
@@ -46,15 +47,15 @@ def found_line(f) -> str:
     """Where the best entry's word and context were found, in one line."""
     word = f"word '{f.word_text}' ({f.word_score:.2f})" if f.word_text else "no word span"
     context = f"context '{f.context_text}' ({f.context_score:.2f})" if f.context_text else "no context span"
-    return f"Found in the question (yellow, blue): {word}, {context}; 1.00 is the same tokens."
+    return md(f"Found in the question (yellow, blue): {word}, {context}; 1.00 is the same tokens.")
 
 
 def show_reason(r) -> None:
     """The reason in plain words, prominently: green when a correction was injected, blue when not."""
     if r.chosen >= 0:
-        st.success(f"**Memory used.** {r.reason}", icon=":material/memory:")
+        st.success(f"**Memory used.** {md(r.reason)}", icon=":material/memory:")
     else:
-        st.info(f"**Nothing injected.** {r.reason}", icon=":material/block:")
+        st.info(f"**Nothing injected.** {md(r.reason)}", icon=":material/block:")
 
 
 def clear_marks() -> None:
@@ -88,7 +89,7 @@ def inspector():
                              help="Type it as you would say it: the default mode (span_match) looks for every "
                                   "written word and context anywhere in it. Marks below override that search.")
     if state.pop("_marks_cleared", None):
-        st.caption(f"Marks cleared for the new question (they were: {state.pop('_old_marks', '')}).")
+        st.caption(md(f"Marks cleared for the new question (they were: {state.pop('_old_marks', '')})."))
     keyed = None
     try:
         keyed = lab.key_question(question, state.get("mark_word") or None, state.get("mark_context") or None)
@@ -104,7 +105,7 @@ def inspector():
     if keyed is not None and slot_free and not keyed.marked:
         st.caption("Read as typed: the memory looks for every written word and context anywhere in the question.")
     elif keyed is not None:
-        (st.warning if unknown_form else st.caption)(keyed.describe())
+        (st.warning if unknown_form else st.caption)(md(keyed.describe()))
     more = st.multiselect("Also ask (questions generated from the memory's bindings)", generated, key="more_q")
 
     c1, c2, c3, c4, c5 = st.columns(5)
@@ -148,7 +149,7 @@ def inspector():
 
 def show_results(question, mark_word, mark_context, mode, alpha, threshold, layer, more, n_gen, layer_text):
     busy = st.empty()
-    busy.info(f"Computing the answer to: {question}", icon=":material/hourglass_top:")
+    busy.info(f"Computing the answer to: {md(question)}", icon=":material/hourglass_top:")
     keyed = None
     try:
         keyed = lab.key_question(question, mark_word or None, mark_context or None)
@@ -166,7 +167,7 @@ def show_results(question, mark_word, mark_context, mode, alpha, threshold, laye
         elapsed = time.perf_counter() - start
         others = [lab.ask(use_bank, p, mode=mode, alpha=alpha, threshold=threshold) for p in prompts[1:]]
     except FastmemError as exc:
-        busy.error(str(exc))
+        busy.error(md(exc))
         return
     busy.empty()
     r = first
@@ -179,7 +180,7 @@ def show_results(question, mark_word, mark_context, mode, alpha, threshold, laye
         st.caption(found_line(top))
     a, b = st.columns(2)
     for column, title, answer in ((a, "Answer without memory", r.base_answer), (b, "Answer with memory", r.answer)):
-        column.metric(title, vis(answer))
+        column.metric(title, md(vis(answer)))
         meaning = lab.demo.special_words(answer)
         if meaning:
             column.caption(f"Not a word: the model's {meaning} token{'s' * (',' in meaning)}.")
@@ -215,7 +216,7 @@ def show_results(question, mark_word, mark_context, mode, alpha, threshold, laye
     with t1.container(key="promoted_box"):
         if r.chosen >= 0:
             label_tokens = lab.lm.token_text(use_bank.entries[r.injected].label_ids)
-            tabs = st.tabs([f"token {j + 1}: {vis(t)}" for j, t in enumerate(label_tokens)]) \
+            tabs = st.tabs([f"token {j + 1}: {md(vis(t))}" for j, t in enumerate(label_tokens)]) \
                 if len(label_tokens) > 1 else [st.container()]
             for j, tab in enumerate(tabs):  # every label token has its own correction
                 with tab:
@@ -231,7 +232,7 @@ def show_results(question, mark_word, mark_context, mode, alpha, threshold, laye
             if rank_key not in cache:
                 cache[rank_key] = lab.demo.label_ranks(use_bank, source, (1, use_bank.value_steps))
             ranks = cache[rank_key]
-            st.caption(f"Rank of {vis(' ' + use_bank.entries[source].label)}'s first token in W_U v: "
+            st.caption(f"Rank of {md(vis(' ' + use_bank.entries[source].label))}'s first token in W_U v: "
                        + ", ".join(f"#{rank:,} with {n} step{'s' * (n > 1)}" for n, rank in ranks.items())
                        + ". One step often leaves other tokens ahead on a tied-embedding model; refining fixes it.")
         else:
@@ -281,7 +282,7 @@ with st.expander("Open a shared view (JSON)"):
         try:
             new_bank, view = lab.demo.open_share(shared.getvalue())
         except FastmemError as exc:
-            st.error(f"Not opened, nothing changed: {exc}")
+            st.error(f"Not opened, nothing changed: {md(exc)}")
         else:
             state["bank"] = new_bank
             state["_pending_view"] = view

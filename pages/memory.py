@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from fastmem import FastmemError, ShareView, load_suite
+from fastmem.demo.text import md
 from pages._shared import bank_for, bank_matches, default_input, page_lab, vis
 
 MAX_TOGGLES = 60  # switches drawn at once; a filter narrows larger memories
@@ -12,8 +13,8 @@ bank = bank_for(lab)
 usable = bank_matches(lab, bank)
 st.title("Memory")
 if not usable:
-    st.warning(f"This memory belongs to **{bank.model_name}** (hidden size {bank.hidden_size}), not to the loaded "
-               f"**{lab.lm.name}**. It is kept and can still be downloaded below.")
+    st.warning(f"This memory belongs to **{md(bank.model_name)}** (hidden size {bank.hidden_size}), not to the loaded "
+               f"**{md(lab.lm.name)}**. It is kept and can still be downloaded below.")
     if st.button("Start a new, empty memory for this model (drops the old one)", key="mem_new_for_model"):
         st.session_state["bank"] = lab.new_memory()
         st.rerun()
@@ -31,7 +32,7 @@ def write_statement(statement, word, context, label, on_duplicate):
         result = lab.write_statement(bank, statement, word, context, label, on_duplicate,
                                      st.session_state.get("value_steps"))
     except FastmemError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     st.session_state["write_report"] = report_rows([result])
 
@@ -71,7 +72,7 @@ def write_rows(rows, on_duplicate, template=None):
                             value_steps=st.session_state.get("value_steps"))
     except FastmemError as exc:
         bar.empty()
-        st.error(str(exc))
+        st.error(md(exc))
         return
     bar.empty()
     st.session_state["write_report"] = report_rows(results)
@@ -95,14 +96,14 @@ def show_report():
     st.dataframe(pd.DataFrame(report), hide_index=True, width="stretch",
                  column_config={"error": st.column_config.TextColumn("error", width="large")})
     for r in bad:
-        st.error(f"Row {r['row']} ({r['word']!r}, {r['context']!r}, {r['label']!r}): {r['error']}")
+        st.error(md(f"Row {r['row']} ({r['word']!r}, {r['context']!r}, {r['label']!r}): {r['error']}"))
 
 
 def load_preset(key: str) -> None:
     try:
         results = lab.demo.load_preset(bank, key)
     except FastmemError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     st.session_state["write_report"] = report_rows(results)
     st.session_state["preset_loaded"] = key
@@ -184,7 +185,7 @@ if usable:
             word = c1.text_input("Word", key="one_word", persist_state="session")
             context = c2.text_input("Context", key="one_context", persist_state="session")
             label = c3.text_input("Label", key="one_label", persist_state="session")
-            st.caption(f"Statement: *{preview(form, word, context, label)}*")
+            st.caption(f"Statement: *{md(preview(form, word, context, label))}*")
             if st.form_submit_button("Write binding", type="primary"):
                 write_rows([(word, context, label)], on_dup, template=form)
     with tab_free:
@@ -198,7 +199,7 @@ if usable:
         proposal = st.session_state.get("free_proposal")
         if proposal is not None and proposal.surprisal:
             ranked = sorted(proposal.surprisal, key=lambda x: -x[1])[:3]
-            st.caption("Most surprising words (−log p, nats): " + ", ".join(f"{w} {c:.1f}" for w, c in ranked))
+            st.caption("Most surprising words (−log p, nats): " + md(", ".join(f"{w} {c:.1f}" for w, c in ranked)))
         with st.form("add_free", clear_on_submit=False):
             c1, c2, c3 = st.columns(3)
             f_word = c1.text_input("Word in it", key="free_word", persist_state="session")
@@ -229,11 +230,11 @@ if usable:
         try:
             suite = load_suite(up.getvalue()) if up is not None else lab.suite
         except FastmemError as exc:
-            st.error(f"The suite file is not valid: {exc}")
+            st.error(f"The suite file is not valid: {md(exc)}")
             suite = None
         if suite is not None:
-            st.caption(f"Suite '{suite.name}': {len(suite.words)} words, experiments "
-                       f"{', '.join(e.name for e in suite.experiments)}.")
+            st.caption(md(f"Suite '{suite.name}': {len(suite.words)} words, experiments "
+                          f"{', '.join(e.name for e in suite.experiments)}."))
             exp_name = st.selectbox("Experiment", [e.name for e in suite.experiments], key="suite_exp",
                                     persist_state="session")
             default_input("suite_n", min(8, len(suite.words)))
@@ -274,7 +275,7 @@ def entry_switches(table) -> None:
             promoted = table[i]["promotes"]
             label = f"{e.word} · {e.context} → {vis(' ' + e.label)}"
             label += f"  (promotes {promoted})" if promoted else ""
-            st.toggle(label, key=key, on_change=set_entry, args=(e.word, e.context))
+            st.toggle(md(label), key=key, on_change=set_entry, args=(e.word, e.context))
 
 
 st.subheader(f"Entries ({len(bank)})")
@@ -296,7 +297,7 @@ else:
         if st.button("Delete this entry", key="delete_entry"):
             removed = bank.remove(int(pick))
             st.session_state["write_report"] = None
-            st.toast(f"Deleted {removed.word} · {removed.context}")
+            st.toast(md(f"Deleted {removed.word} · {removed.context}"))
             st.rerun()
         st.caption("To replace an entry, write the same word and context again with “replace the old entry”.")
     with c2:
@@ -319,13 +320,13 @@ if upload is not None and st.button("Load this memory file" + (f" (replaces your
     try:
         loaded, notes = lab.open_memory(upload.getvalue())
     except FastmemError as exc:
-        st.error(f"Upload refused, your memory is unchanged: {exc}")
+        st.error(f"Upload refused, your memory is unchanged: {md(exc)}")
     else:
         st.session_state["bank"] = loaded
         st.session_state["write_report"] = None
         st.session_state.pop("preset_loaded", None)
-        st.session_state["upload_note"] = " ".join(
-            [f"Loaded {len(loaded)} entries ({len(loaded.disabled)} switched off)."] + notes)
+        st.session_state["upload_note"] = md(" ".join(
+            [f"Loaded {len(loaded)} entries ({len(loaded.disabled)} switched off)."] + notes))
         st.rerun()
 if st.session_state.get("upload_note"):
     st.success(st.session_state.pop("upload_note"))

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from fastmem.demo.text import plain
 from fastmem.memory.file import from_bytes, to_bytes
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def texts(at) -> str:
     parts += [e.value for e in at.error] + [w.value for w in at.warning] + [s.value for s in at.success]
     parts += [i.value for i in at.info]
     parts += [w.value for w in at.sidebar.warning] + [e.value for e in at.sidebar.error]
-    return "\n".join(map(str, parts))
+    return plain("\n".join(map(str, parts)))  # as a reader sees it: the escapes of user text undone
 
 
 def test_home_falls_back_and_runs_the_worked_example():
@@ -274,11 +275,11 @@ def test_write_a_custom_form_and_a_free_statement_then_read_both_back():
     assert any("Read as typed" in c.value for c in at.caption)  # the default mode needs no form and no marks
     assert {m.label: m.value for m in at.metric}["Answer with memory"] == "␣guinea␣pig"
     at.selectbox(key="mode").set_value("token_match").run()  # a mode that needs slots says when it has none
-    warned = [w.value for w in at.warning]
+    warned = [plain(w.value) for w in at.warning]
     assert any("No known question form matches" in w and "'Zog'" in w for w in warned), warned  # never silent
     at.text_input(key="mark_word").input("wug")
     at.text_input(key="mark_context").input("Zog").run()
-    assert any("Keyed on your marks: word 'wug', context 'Zog'" in c.value for c in at.caption)
+    assert any("Keyed on your marks: word 'wug', context 'Zog'" in plain(c.value) for c in at.caption)
     assert {m.label: m.value for m in at.metric}["Answer with memory"] == "␣guinea␣pig"
     at.text_input(key="mark_word").input("")
     at.text_input(key="mark_context").input("")
@@ -296,7 +297,7 @@ def test_marks_belong_to_their_question_and_a_mode_change_says_what_it_brings():
     at.text_input(key="question").input("And in game B, what is blicket?").run()
     assert not at.exception, at.exception
     assert at.text_input(key="mark_word").value == ""  # the marks were made for the previous question
-    assert any("Marks cleared for the new question" in c.value and "'blicket'" in c.value for c in at.caption)
+    assert any("Marks cleared for the new question" in c.value and "'blicket'" in plain(c.value) for c in at.caption)
     at.selectbox(key="mode").set_value("dual_key").run()
     assert any("Its calibrated settings" in c.value for c in at.caption), [c.value for c in at.caption]
     assert not at.exception and not any("Session State API" in w.value for w in at.warning)
@@ -352,3 +353,19 @@ def test_the_sidebar_switches_the_weights_and_keeps_the_memory(smollm2_lab):
         assert {m.label: m.value for m in at.metric}["Answer with memory"] == "␣blue"
     finally:
         _shared.PRELOADED.pop(("smollm2", "bfloat16"), None)
+
+
+def test_the_model_box_says_the_same_for_any_path_outside_the_model_folder():
+    """A visitor's path in the Other box: one message, whether it exists or not, and the offline model."""
+    from pages._shared import CUSTOM
+
+    seen = []
+    for typed in ("/etc/shadow", "/nonexistent/x", "../../etc", "/etc"):
+        at = AppTest.from_file(APP, default_timeout=180)
+        at.session_state["model_choice"], at.session_state["model_custom"] = CUSTOM, typed
+        at.run()
+        assert not at.exception, at.exception
+        assert at.session_state["_resolved_spec"] == "smollm2"
+        seen.append([plain(e.value) for e in at.sidebar.error])
+    assert all(s == seen[0] for s in seen) and len(seen[0]) == 1, seen
+    assert seen[0][0].startswith("Not a model the app can load") and "etc" not in seen[0][0], seen

@@ -352,3 +352,76 @@ def test_inputs_and_last_answer_survive_a_change_of_page(page):
     ask(pg, "What does blicket mean in game A?")
     expect(answer).to_have_text("␣red")
     expect(tokens).to_have_value(kept_tokens)
+
+
+# A memory file whose words, contexts and labels hold markdown, HTML and links (all allowed by the field
+# checks, which refuse only braces and control characters): the app must show them as text.
+CRAFTED = [("![x](http://198.51.100.7/x.png)", "[Click to verify your account](http://example.invalid)",
+            ":red[**ALERT**]")]
+CRAFTED_STATEMENT = ("In https://evil.example, <img src=x onerror=alert(1)> means www.evil.example",
+                     "<img src=x onerror=alert(1)>", "https://evil.example", "www.evil.example")
+# Links, images and requests that leave the app's own server; elements that render ALERT red or bold.
+OUTSIDE_JS = """(origin) => ({
+  links: [...document.querySelectorAll('a[href]')].map(a => a.href).filter(h => !h.startsWith(origin)),
+  images: [...document.querySelectorAll('img[src], image, source[srcset]')]
+      .map(i => i.src || i.getAttribute('href') || i.srcset || '').filter(s => !s.startsWith(origin)
+      && !s.startsWith('data:') && !s.startsWith('blob:')),
+  styled: [...document.querySelectorAll('body *')].filter(e => [...e.childNodes].some(n =>
+      n.nodeType === 3 && n.textContent.includes('ALERT'))).filter(e => { const s = getComputedStyle(e);
+      const [r, g, b] = s.color.match(/\\d+/g).map(Number);
+      return parseInt(s.fontWeight) >= 600 || (r > 180 && g < 120 && b < 120)
+          || e.closest('strong, b, em, .stMarkdownColoredText, .stMarkdownColoredBackground'); })
+      .map(e => e.outerHTML.slice(0, 200)),
+  text: document.body.innerText.replaceAll('\\u2060', '')})"""
+
+
+@pytest.fixture(scope="module")
+def crafted_file(tmp_path_factory):
+    from fastmem import Lab
+
+    lab = Lab.load("smollm2", device="cpu")
+    bank = lab.new_memory()
+    assert [r.status for r in lab.write(bank, CRAFTED)] != ["error"]
+    assert lab.write_statement(bank, *CRAFTED_STATEMENT, "replace").status != "error"
+    assert len(bank) == 2, [(e.word, e.context, e.label) for e in bank.entries]
+    path = tmp_path_factory.mktemp("crafted") / "crafted.safetensors"
+    path.write_bytes(lab.export_memory(bank))
+    return path
+
+
+def outside_of(pg, server, requests) -> dict:
+    seen = pg.evaluate(OUTSIDE_JS, server)
+    seen["requests"] = [u for u in requests if not u.startswith((server, "data:", "blob:"))]
+    return seen
+
+
+def test_a_crafted_memory_file_shows_its_markdown_as_text(page, server, crafted_file, shots):
+    from playwright.sync_api import expect
+
+    pg = page
+    requests = []
+    pg.context.on("request", lambda r: requests.append(r.url))
+    nav(pg, "Memory")
+    pg.locator(".st-key-upload_memory [data-testid=stFileUploaderDropzoneInput]").set_input_files(str(crafted_file))
+    idle(pg)
+    pg.get_by_role("button", name="Load this memory file").click()
+    expect(pg.get_by_text("Loaded 2 entries")).to_be_visible()
+    idle(pg)
+    expect(pg.get_by_text("(2 on, 0 off)")).to_be_visible()  # the two entries, each with its switch
+    seen = outside_of(pg, server, requests)
+    assert (seen["links"], seen["images"], seen["requests"], seen["styled"]) == ([], [], [], []), seen
+    switches = pg.locator(".st-key-entry_switches").inner_text().replace("\u2060", "")
+    for word, context, label in CRAFTED + [CRAFTED_STATEMENT[1:]]:  # word · context → label, literally
+        assert f"{word} · {context} → ␣{label.replace(' ', '␣')}" in switches, switches
+    assert ":red[**ALERT**]" in seen["text"] and "Click to verify your account](http" in seen["text"]
+    shot(pg, shots, "memory-crafted")
+
+    nav(pg, "Inspect")  # its first question is about the first entry: the crafted word in the crafted context
+    pg.locator(".st-key-gen_mem_box [data-testid=stCode]").wait_for()
+    reason = pg.locator(".st-key-reason_box").inner_text().replace("\u2060", "")
+    # whether or not it matched (the question puts a comma after the context), the reason quotes it as text
+    assert CRAFTED[0][1] in reason and "'![x](http://198.51.100" in reason, reason
+    seen = outside_of(pg, server, requests)
+    assert (seen["links"], seen["images"], seen["requests"], seen["styled"]) == ([], [], [], []), seen
+    assert ":red[**ALERT**]" in seen["text"], seen["text"][-2000:]
+    shot(pg, shots, "inspect-crafted")

@@ -94,3 +94,66 @@ def test_auto_dtype_is_float32_on_a_cpu_and_bfloat16_on_a_gpu():
     assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(ModelLoadError, match="Unknown dtype"):
         resolve_dtype("float8", torch.device("cpu"))
+
+
+# The app's model box (fastmem.model.loading.app_model_spec): listed models, Hub ids, and folders or .gguf files
+# under a model root; one message for every other path, whatever is on the disk there.
+def refusal(text):
+    from fastmem.model.loading import app_model_spec
+
+    with pytest.raises(ModelLoadError) as info:
+        app_model_spec(text)
+    return str(info.value)
+
+
+@pytest.fixture()
+def roots(tmp_path, monkeypatch):
+    """A cache (its models folder a root), an extra root from $FASTMEM_MODEL_ROOT, and a folder outside both."""
+    cache, extra, outside = tmp_path / "cache", tmp_path / "extra", tmp_path / "outside"
+    for folder in (cache / "models" / "tiny", extra / "mine", outside / "model"):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    (outside / "x.gguf").write_bytes(b"GGUF")
+    (extra / "y.gguf").write_bytes(b"GGUF")
+    (outside / "notes.txt").write_text("secret")
+    (extra / "escape").symlink_to(outside / "model")  # a link inside a root that leads out of it
+    monkeypatch.setenv("FASTMEM_CACHE", str(cache))
+    monkeypatch.setenv("FASTMEM_MODEL_ROOT", str(extra))
+    return cache / "models", extra, outside
+
+
+def test_every_path_outside_the_roots_gets_the_same_message(roots):
+    from fastmem.model.loading import APP_REFUSED
+
+    models, extra, outside = roots
+    paths = ["/etc/shadow", "/etc", "/nonexistent/x", str(outside / "model"), str(outside / "notes.txt"),
+             str(outside / "missing"), str(outside / "x.gguf"), str(outside / "missing.gguf"), "../outside/model",
+             str(models / ".." / ".." / "outside" / "model"), "tiny/../../../outside/model", "escape",
+             str(extra / "escape"), "~/.bashrc", "/", str(models), "", "tiny\0x", "a/b/c",
+             "owner/../name", "owner/name.gguf", "x.gguf", "C:\\models\\x"]
+    assert {refusal(p) for p in paths} == {APP_REFUSED}
+    assert str(outside) not in APP_REFUSED and "exist" not in APP_REFUSED
+
+
+def test_models_under_the_roots_hub_ids_and_listed_models_pass(roots):
+    from fastmem.model.loading import app_model_spec
+
+    models, extra, _ = roots
+    assert app_model_spec("tiny") == str(models / "tiny")
+    assert app_model_spec(str(models / "tiny")) == str(models / "tiny")  # absolute, inside the root
+    assert app_model_spec("mine") == str(extra / "mine") and app_model_spec("y.gguf") == str(extra / "y.gguf")
+    assert app_model_spec("HuggingFaceTB/SmolLM2-135M") == "hub:HuggingFaceTB/SmolLM2-135M"
+    assert app_model_spec(" SmolLM2 ") == "smollm2" and app_model_spec("EleutherAI/pythia-70m") == "EleutherAI/pythia-70m"
+
+
+def test_a_hub_id_never_reads_a_folder_of_that_name(monkeypatch, tmp_path, neox):
+    """`hub:owner/name` goes to the Hub cache only: a model folder `owner/name` under the working directory
+    (which a plain `load_model("owner/name")` loads) is not read."""
+    folder = tmp_path / "owner" / "name"
+    neox.model.save_pretrained(folder)
+    neox.tokenizer.save_pretrained(folder)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert load_model("owner/name", device="cpu")[2] == "owner/name"  # the Python API: the local folder
+    with pytest.raises(ModelLoadError, match="not reachable"):
+        load_model("hub:owner/name", device="cpu")

@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -142,6 +143,74 @@ def _from_hub(model_id: str):
         raise ModelLoadError(f"Cannot load '{model_id}' from the Hugging Face Hub: {first}") from exc
 
 
+# What the app's model box may name. A local user of the Python API loads any path; the app's visitors get
+# the listed models, Hub ids, and folders or .gguf files under the model roots, and one refusal for the rest,
+# the same whether a path exists, is a file or a folder, so the box tells nothing about the server's disk.
+MODEL_ROOT_ENV = "FASTMEM_MODEL_ROOT"
+HUB = "hub:"  # load_model("hub:owner/name"): the Hub (or its cache) only, never a folder of that name
+APP_REFUSED = ("Not a model the app can load: type a Hugging Face id (owner/name), 'smollm2', or a folder or "
+               f".gguf file under the app's model folder (the cache's models folder or ${MODEL_ROOT_ENV}).")
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def model_roots() -> list[Path]:
+    """Where the app may load local models from: the cache's models folder and $FASTMEM_MODEL_ROOT (one or
+    more folders, os.pathsep-separated), each with its symlinks resolved."""
+    roots = [cache_dir() / "models"] + [Path(p) for p in os.environ.get(MODEL_ROOT_ENV, "").split(os.pathsep) if p]
+    return [root.resolve() for root in roots]
+
+
+def _under_root(text: str) -> Path | None:
+    """The model folder or .gguf file `text` names under a model root (symlinks followed), or None."""
+    for root in model_roots():
+        try:
+            path = (root / text).resolve()  # an absolute `text` replaces the root; `..` and links resolve
+        except (OSError, RuntimeError, ValueError):
+            continue
+        if not path.is_relative_to(root) or path == root:
+            continue
+        if (path / "config.json").is_file() or (path.suffix.lower() == ".gguf" and path.is_file()):
+            return path
+    return None
+
+
+def app_model_spec(text: str) -> str:
+    """The spec to load for what a visitor typed in the app's model box, or ModelLoadError(APP_REFUSED):
+    a listed model, a Hub id (`owner/name`, loaded from the Hub or its cache only, as `hub:owner/name`), or
+    a model folder or .gguf under a model root (its resolved path). GGUF conversion thus runs only for the
+    offline model or a file under a root."""
+    spec = (text or "").strip()
+    if spec.lower() == OFFLINE_ALIAS or spec == DEFAULT_MODEL:
+        return spec.lower() if spec.lower() == OFFLINE_ALIAS else spec
+    local = _under_root(spec) if spec and "\0" not in spec else None
+    if local is not None:
+        return str(local)
+    if _HUB_ID.fullmatch(spec) and ".." not in spec and not spec.lower().endswith(".gguf"):
+        return HUB + spec
+    raise ModelLoadError(APP_REFUSED)
+
+
+def _hub_snapshot(model_id: str) -> Path:
+    """The Hub model's files in the Hub cache (downloaded when not there), by absolute path: a folder of the
+    same name under the working directory is never read."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached: download below
+        pass
+    if not hub_reachable():
+        raise ModelLoadError(
+            f"Cannot load '{model_id}': the Hugging Face Hub is not reachable and the model is not in "
+            f"the local cache. Use the offline model '{OFFLINE_ALIAS}' instead.")
+    try:
+        return Path(snapshot_download(model_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model",
+                                                                "*.tiktoken"]))
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"Cannot load '{model_id}' from the Hugging Face Hub: {first}") from exc
+
+
 def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "float32"):
     """Return (frozen model, tokenizer, canonical model name) for an id, a folder, a .gguf or an alias; the
     weights in `dtype` (`resolve_dtype`: auto, float32, bfloat16)."""
@@ -150,6 +219,15 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "fl
         raise ModelLoadError("No model given: name a Hugging Face id, a local folder, a .gguf file or 'smollm2'.")
     dev = resolve_device(device)
     path = Path(spec).expanduser()
+    if spec.startswith(HUB):
+        model_id = spec[len(HUB):]
+        try:
+            model, tokenizer = _from_folder(_hub_snapshot(model_id))
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a Hub repo that is not a causal LM
+            raise ModelLoadError(f"Cannot load '{model_id}': {type(exc).__name__}: {exc}") from exc
+        return _freeze(model, dev, resolve_dtype(dtype, dev)), tokenizer, model_id
     if spec.lower() == OFFLINE_ALIAS or spec.lower().endswith(".gguf"):
         gguf = smollm2_gguf_path() if spec.lower() == OFFLINE_ALIAS else path
         if not gguf.is_file():
