@@ -19,6 +19,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fastmem.errors import FastmemError  # noqa: E402
+
 KINDS = ("question", "statement", "rows", "import", "rekey")
 FILE = Path(os.environ.get("TMPDIR", "/tmp")) / "fastmem_peaks_10k.safetensors"
 
@@ -68,8 +71,11 @@ def longest(lm, make, limit: int) -> tuple[str, int]:
     lo, hi = 1, 4000
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        text, prompt = make(mid)
-        ok = len(text) <= 2000 and lm.token_count(prompt) <= limit
+        try:
+            text, prompt = make(mid)
+            ok = lm.token_count(prompt) <= limit
+        except FastmemError:  # over the 2,000 characters allowed
+            ok = False
         lo, hi = (mid, hi) if ok else (lo, mid - 1)
     text, prompt = make(lo)
     return text, lm.token_count(prompt)
