@@ -27,3 +27,7 @@ class MemoryFileError(FastmemError):
 
 class SuiteError(FastmemError):
     """A suite file is not valid."""
+
+
+class ResourceError(FastmemError):
+    """A request needs more memory than the machine has (the allocator refused); nothing was changed."""

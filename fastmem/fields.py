@@ -8,6 +8,11 @@ import unicodedata
 from fastmem.errors import BindingError, SettingsError
 
 MAX_WORD, MAX_LABEL, MAX_CONTEXT, MAX_QUESTION = 64, 120, 128, 2000
+# Tokens read per text, for the model in use. 512: 2,000 characters of English are ~450 SmolLM2 tokens, a chat
+# turn's template adds 30, the suites' longest prompt is 17; 2,000 characters of a script the tokenizer spells
+# in bytes (hieroglyphs: 8,000 tokens) are refused instead of costing a minute and 2 GB.
+MAX_TEXT_TOKENS = 512
+MAX_FORM, MAX_FORM_TOKENS = 300, 64  # a write form without its fields (the built-in ones: 49 chars, 13 tokens)
 
 
 def clean_field(name: str, text, max_len: int) -> str:
@@ -76,3 +81,28 @@ def stored_text(name: str, raw, max_len: int) -> str:
             unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") and ch not in "\n\t" for ch in raw):
         raise BindingError(f"The {name} {raw[:40]!r} is too long, not in NFC form, or holds control characters.")
     return raw
+
+
+def _invisible(text: str, allowed: str = "") -> str | None:
+    """The first control, invisible, surrogate or private-use character of `text`, if any."""
+    return next((ch for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") and ch not in allowed),
+                None)
+
+
+def clean_form(template) -> str:
+    """A write form (`In {context}, {word} means`) as typed: text, NFC, at most MAX_FORM characters, no control
+    or invisible characters (tab and line break allowed, as in statements)."""
+    if not isinstance(template, str):
+        raise BindingError(f"The write form must be text, not {type(template).__name__}.")
+    template = unicodedata.normalize("NFC", template)
+    if len(template) > MAX_FORM:
+        raise BindingError(f"The write form is {len(template):,} characters long; at most {MAX_FORM} are allowed.")
+    bad = _invisible(template, "\t\n")
+    if bad is not None:
+        raise BindingError(f"The write form contains control or invisible characters (such as U+{ord(bad):04X}).")
+    return template
+
+
+def check_tokens(name: str, count: int, limit: int) -> None:
+    if count > limit:
+        raise BindingError(f"The {name} is {count:,} tokens for this model; at most {limit:,} are read.")

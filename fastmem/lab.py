@@ -16,8 +16,9 @@ from fastmem.errors import BindingError, FastmemError, LabelError, MemoryFileErr
 from fastmem.eval.calibrate import Calibration, empty_bank
 from fastmem.eval.calibration_cache import load_or_calibrate
 from fastmem.eval.suite import Suite, load_suite
-from fastmem.fields import (MAX_CONTEXT, MAX_LABEL, MAX_QUESTION, MAX_WORD, check_count, check_steps, clean_field,
-                            clean_question)
+from fastmem.fields import (MAX_CONTEXT, MAX_FORM_TOKENS, MAX_LABEL, MAX_QUESTION, MAX_TEXT_TOKENS, MAX_WORD,
+                            check_count, check_steps, check_tokens, clean_field, clean_form, clean_question,
+                            stored_text)
 from fastmem.memory import file as memory_file
 from fastmem.memory.bank import DENSE_KEYS, TOKEN_KEYS, MemoryBank
 from fastmem.memory.engine import answer, check_alpha, ensure_keys, prompt_states, write_entries
@@ -98,6 +99,9 @@ class Lab:
                 if self._label_ids(e.label) != e.label_ids:
                     raise MemoryFileError(f"The entry {e.word!r} in {e.context!r} stores label {e.label!r} with token "
                                           f"ids {list(e.label_ids)}, which are not that label's tokens for this model.")
+                prompt = SlottedPrompt(e.write_text, e.word_span, e.context_span, e.context)
+                check_tokens(f"statement of {e.word!r} in {e.context!r}", self.lm.token_count(prompt),
+                             MAX_TEXT_TOKENS)  # as on write: re-keying reads it
         except (SettingsError, BindingError) as exc:
             raise MemoryFileError(str(exc)) from None
         return self._with_layers(bank, self.calibration.key_layer), notes
@@ -146,8 +150,7 @@ class Lab:
         value_steps = check_steps(value_steps)
         if rows is None or isinstance(rows, str | bytes | dict) or not hasattr(rows, "__iter__"):
             raise BindingError("Rows must be a list of (word, context, label) rows.")
-        if "context" not in template_fields(template):
-            raise BindingError(f"The write template {template!r} needs a {{context}} slot.")
+        template = self._form(template)
         _check_duplicate_rule(on_duplicate)
         results: list[WriteResult | None] = []
         good = []
@@ -158,8 +161,7 @@ class Lab:
                 if not ok_row:
                     raise BindingError(f"A row must be (word, context, label), not {str(row)[:60]!r}.")
                 w, c, lab = self._fields(word, context, label)
-                prompt = render(template, w, c)
-                self.lm.encode(prompt)
+                prompt = self._statement(render(template, w, c))
                 good.append((len(results), w, c, lab, prompt))
                 results.append(None)
             except FastmemError as exc:
@@ -168,8 +170,7 @@ class Lab:
 
     def preview_statement(self, template: str, word: str, context: str, label: str) -> str:
         """The statement `write` makes of one row with this form (checks the form as `write` does)."""
-        if "context" not in template_fields(template):
-            raise BindingError(f"The write template {template!r} needs a {{context}} slot.")
+        template = self._form(template)
         return f"{render(template, word, context).text} {label.strip()}"
 
     def write_statement(self, bank: MemoryBank, statement: str, word: str, context: str, label: str,
@@ -183,11 +184,26 @@ class Lab:
         try:
             text = clean_field("statement", statement, MAX_QUESTION)
             w, c, lab = self._fields(word, context, label)
-            prompt = statement_prompt(text, w, c, lab)
-            self.lm.encode(prompt)
+            prompt = self._statement(statement_prompt(text, w, c, lab))
         except FastmemError as exc:
             return WriteResult(str(word), str(context), str(label), "error", str(exc))
         return self._commit(bank, [None], [(0, w, c, lab, prompt)], on_duplicate, None, value_steps)[0]
+
+    def _form(self, template) -> str:
+        """A write form held to what its statements must pass on import (`_statement`), checked once per call."""
+        template = clean_form(template)
+        if "context" not in template_fields(template):
+            raise BindingError(f"The write template {template!r} needs a {{context}} slot.")
+        check_tokens("write form", len(self.lm.tokenizer(template, add_special_tokens=False)["input_ids"]),
+                     MAX_FORM_TOKENS)
+        return template
+
+    def _statement(self, prompt: SlottedPrompt) -> SlottedPrompt:
+        """A write statement as import reads it back (`fields.stored_text`), of at most MAX_TEXT_TOKENS tokens."""
+        stored_text("statement", prompt.text, MAX_QUESTION)
+        check_tokens("statement", self.lm.token_count(prompt), MAX_TEXT_TOKENS)
+        self.lm.encode(prompt)
+        return prompt
 
     def _fields(self, word, context, label) -> tuple[str, str, str]:
         w, c = clean_field("word", word, MAX_WORD), clean_field("context", context, MAX_CONTEXT)
@@ -264,10 +280,11 @@ class Lab:
         if mode.needs_projector and bank.key_layer != self.calibration.key_layer:
             raise SettingsError(f"Mode {mode.name} uses the projector trained at layer {self.calibration.key_layer}; "
                                 f"this memory's keys are at layer {bank.key_layer}. Use raw_both_top1 or dual_key.")
+        check_tokens("question", self.lm.token_count(prompt), MAX_TEXT_TOKENS)  # + at most 32 continued
+        encoded = self.lm.encode(prompt)
         # one version of the memory throughout, whatever another thread writes; a memory from a file gets its
         # keys read again from that version's statements
         bank = ensure_keys(self.lm, bank, mode.keys)
-        encoded = self.lm.encode(prompt)
         got = answer(self.lm, bank, self.geometry, prompt_states(self.lm, bank, [prompt]), [prompt.context], mode,
                      alpha, threshold)
         r = got.retrieved

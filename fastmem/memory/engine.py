@@ -36,9 +36,11 @@ def head_bias(lm: FrozenLM) -> torch.Tensor | None:
 
 
 def prompt_states(lm: FrozenLM, bank: MemoryBank, prompts: list[SlottedPrompt], progress=None) -> PromptStates:
-    """The one way to run prompts for a memory: dense keys plus token keys at the memory's token layer."""
+    """The one way to run prompts for a memory: dense keys at the memory's layers only (10,000 statements at
+    every layer would be 2 GB for SmolLM2) plus token keys at its token layer."""
     layers = (bank.token_layer,) if bank.token_layer >= 0 else ()
-    return lm.states(prompts, progress=progress, token_layers=layers)
+    return lm.states(prompts, progress=progress, token_layers=layers,
+                     keep=(bank.key_layer, bank.context_layer, bank.symbol_layer))
 
 
 def make_entries(lm: FrozenLM, bank: MemoryBank, states: PromptStates, words, contexts, labels,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import torch
 from safetensors import SafetensorError
@@ -91,6 +92,7 @@ def from_bytes(data, expect_hidden_size: int | None = None) -> tuple[MemoryBank,
     else:
         notes.append(f"A version-{version} memory file has no digest: it could not be checked for damage.")
     try:
+        _check_manifest_size(header["manifest"], tensors)
         meta = json.loads(header["manifest"])
         if not isinstance(meta, dict):
             raise ValueError("the manifest is not an object")
@@ -128,6 +130,27 @@ def _parse(data: bytes) -> tuple[dict[str, torch.Tensor], dict]:
             raise MemoryFileError(f"Tensor '{name}' holds NaN, infinite or out-of-range values (|x| > "
                                   f"{MAX_MAGNITUDE:g}).")
     return tensors, header
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string literal
+
+
+def _check_manifest_size(manifest, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a manifest that could not describe its M value rows, before parsing it (json.loads of 30 million
+    empty lists, 86 MB, is 2.7 GB). A genuine one has per entry at most 4 containers (the entry, tail_ids, two
+    spans) and one switched-off pair, 10 keys, 7 tail ids; and at most 2,312 characters of text, each at most
+    12 characters once escaped (an astral character as two \\u escapes in versions 1-3)."""
+    if not isinstance(manifest, str):
+        return  # json.loads refuses it
+    m = tensors[VALUE].shape[0] if VALUE in tensors and tensors[VALUE].dim() == 2 else 0
+    if len(manifest) > 32_768 * m + 65_536:
+        raise MemoryFileError(f"The memory file's manifest is {len(manifest):,} characters for {m:,} entries; "
+                              "it cannot be a memory's. Nothing was loaded.")
+    bare = _STRING.sub('""', manifest)  # brackets and commas inside texts are text
+    containers, items = bare.count("[") + bare.count("{"), bare.count(",") + bare.count(":")
+    if containers > 8 * m + 16 or items > 64 * m + 64:
+        raise MemoryFileError(f"The memory file's manifest holds {containers:,} lists and objects and {items:,} "
+                              f"items for {m:,} entries; it cannot be a memory's. Nothing was loaded.")
 
 
 MANIFEST_KEYS = {"model_name", "hidden_size", "key_layer", "context_layer", "symbol_layer", "value_steps",

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from fastmem.model.arch import arch_names, num_layers
+from fastmem.model.batching import TOKEN_BUDGET, StateBuffer, bounded_memory, plan_chunks
 from fastmem.model.decode import next_tokens
 from fastmem.errors import LabelError, SettingsError
 from fastmem.memory.prompts import SlottedPrompt, token_positions
@@ -180,17 +181,26 @@ class FrozenLM:
             self._encoded[prompt] = got
         return got
 
-    def _encode(self, prompt: SlottedPrompt) -> EncodedPrompt:
-        """Token ids and slot positions. A slot at the very start is read after a space and after the
-        tokenizer's start (or end) of text token, as it is anywhere else: `dax in game A means` and `what is
-        dax in game A?` then share the token ` dax`, and ` dax` is not the first position, whose states
-        every causal LM treats apart (the attention sink)."""
+    def token_count(self, prompt: SlottedPrompt) -> int:
+        """How many tokens `encode` gives the prompt, without decoding each (checked before any other work)."""
+        got = self._encoded.get(prompt)
+        return len(got.ids) if got is not None else len(self._tokenize(prompt)[0])
+
+    def _tokenize(self, prompt: SlottedPrompt) -> tuple[list[int], list[tuple[int, int]], str]:
         lead = " " if 0 in (prompt.word_span[0], (prompt.context_span or (1,))[0]) else ""
         enc = self.tokenizer(lead + prompt.text, return_offsets_mapping=True)
         ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
         start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
         if lead and start is not None and (not ids or ids[0] != start):
             ids, offsets = [start] + ids, [(0, 0)] + offsets
+        return ids, offsets, lead
+
+    def _encode(self, prompt: SlottedPrompt) -> EncodedPrompt:
+        """Token ids and slot positions. A slot at the very start is read after a space and after the
+        tokenizer's start (or end) of text token, as it is anywhere else: `dax in game A means` and `what is
+        dax in game A?` then share the token ` dax`, and ` dax` is not the first position, whose states
+        every causal LM treats apart (the attention sink)."""
+        ids, offsets, lead = self._tokenize(prompt)
         if not ids:
             raise SettingsError("The prompt is empty.")
         shift = len(lead)
@@ -227,51 +237,42 @@ class FrozenLM:
 
     @torch.inference_mode()
     def states(self, prompts: list[SlottedPrompt], batch_size: int = 64, progress=None,
-               token_layers: tuple[int, ...] = ()) -> PromptStates:
-        """One forward pass per prompt, in batches of similar length (less padding); results keep the
-        order of `prompts`. `progress(n_done)` is called after each batch; `token_layers` also returns
-        the states of every word and context token at those layers."""
+               token_layers: tuple[int, ...] = (), keep: tuple[int, ...] | None = None,
+               token_budget: int = TOKEN_BUDGET) -> PromptStates:
+        """One forward pass per prompt, in chunks of similar length (less padding) of at most `batch_size` rows
+        and `token_budget` tokens (`batching.plan_chunks`); results keep the order of `prompts`.
+        `progress(n_done)` is called after each chunk; `token_layers` also returns the states of every word and
+        context token at those layers; `keep` keeps the word, context and last-token states at those layers
+        only (`PromptStates.keep`), so that many prompts never hold every layer."""
         token_layers = tuple(self.check_layer(layer) for layer in token_layers)
+        layers = tuple(range(self.n_layers + 1)) if keep is None else \
+            tuple(sorted({self.check_layer(layer) for layer in keep}))
         encoded = [self.encode(p) for p in prompts]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
-        parts = []
-        for start in range(0, len(order), batch_size):
-            chunk = [encoded[i] for i in order[start:start + batch_size]]
+        spans = max([min(len(getattr(e, a)), MAX_SPAN_TOKENS) for e in encoded
+                     for a in ("word_positions", "context_positions")] + [1])
+        out = StateBuffer(len(encoded), self.hidden_size, layers, token_layers, spans)
+        for rows in plan_chunks([len(e.ids) for e in encoded], batch_size, token_budget):
+            chunk = [encoded[i] for i in rows]
             ids, mask, positions, width = self._batch(chunk)
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                             output_hidden_states=True, use_cache=False, logits_to_keep=1)
-            hidden = torch.stack(out.hidden_states, dim=1)  # [B, L+1, T, d]; the last is post-norm
-            word, context = [], []
-            for row, e in enumerate(chunk):
-                shift = width - len(e.ids)
-                word.append(hidden[row, :, shift + e.word_positions[-1]])
-                ctx = [shift + i for i in e.context_positions]
-                context.append(hidden[row, :, ctx].mean(dim=1))
-            tokens = [_span_states(hidden, chunk, width, token_layers, attr) if token_layers else None
-                      for attr in ("word_positions", "context_positions")]
-            question = stack_rows([self.question_row(prompts[i], encoded[i]) for i in order[start:start + batch_size]])
-            parts.append(PromptStates(torch.stack(word).float().cpu(), torch.stack(context).float().cpu(),
-                                      hidden[:, -1, -1].float().cpu(), *tokens, hidden[:, :, -1].float().cpu(),
-                                      question))
+            with bounded_memory(f"Reading {len(encoded):,} prompt(s)"):
+                hidden = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                    output_hidden_states=True, use_cache=False, logits_to_keep=1).hidden_states
+                out.fill(rows, chunk, hidden, width, MAX_SPAN_TOKENS)  # the last of `hidden` is post-norm
+            del hidden
             if progress is not None:
                 progress(len(chunk))
-        if not parts:
-            d, n = self.hidden_size, self.n_layers + 1
-            empty = TokenStates(token_layers, torch.zeros(0, len(token_layers), 1, d), torch.zeros(0, 1, dtype=torch.bool))
-            return PromptStates(torch.zeros(0, n, d), torch.zeros(0, n, d), torch.zeros(0, d),
-                                *((empty, empty) if token_layers else (None, None)), torch.zeros(0, n, d),
-                                stack_rows([]))
-        back = torch.empty(len(order), dtype=torch.long)
-        back[torch.tensor(order)] = torch.arange(len(order))
-        return PromptStates.cat(parts).select(back)
+        tokens = [TokenStates(token_layers, *t) for t in out.tokens] if out.tokens else [None, None]
+        question = stack_rows([self.question_row(p, e) for p, e in zip(prompts, encoded)])
+        return PromptStates(out.word, out.context, out.final, *tokens, out.last, question,
+                            None if keep is None else layers)
 
     @torch.inference_mode()
     def bare_forward(self, prompts: list[SlottedPrompt], batch_size: int = 64) -> None:
         """The forward passes `states` makes (same batches, same padding), keeping nothing: the yardstick the
         speed scripts hold writes and dtypes against."""
-        encoded = sorted((self.encode(p) for p in prompts), key=lambda e: len(e.ids))
-        for start in range(0, len(encoded), batch_size):
-            ids, mask, positions, _ = self._batch(encoded[start:start + batch_size])
+        encoded = [self.encode(p) for p in prompts]
+        for rows in plan_chunks([len(e.ids) for e in encoded], batch_size):
+            ids, mask, positions, _ = self._batch([encoded[i] for i in rows])
             self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=1)
 
     @torch.inference_mode()
@@ -295,24 +296,11 @@ class FrozenLM:
         if not first_tokens:
             return []
         ids = list(text) if isinstance(text, list | tuple) else self.tokenizer(text)["input_ids"]
-        return greedy(self, [ids] * len(first_tokens), first_tokens, max_new_tokens - 1, corrections, alpha,
-                      word_ends=word_ends)
+        with bounded_memory("Continuing the answer"):
+            return greedy(self, [ids] * len(first_tokens), first_tokens, max_new_tokens - 1, corrections, alpha,
+                          word_ends=word_ends)
 
     def generate(self, text: str, first_logits: torch.Tensor, max_new_tokens: int = 5) -> list[int]:
         """Greedy tokens: the first from `first_logits` (already corrected), the rest from the plain model."""
         return self.continuations(text, [int(next_tokens(first_logits))], max_new_tokens)[0]
 
-
-def _span_states(hidden: torch.Tensor, chunk: list[EncodedPrompt], width: int, layers: tuple[int, ...],
-                 attr: str) -> TokenStates:
-    """States of the (last MAX_SPAN_TOKENS) tokens of each prompt's word or context span."""
-    spans = [getattr(e, attr)[-MAX_SPAN_TOKENS:] for e in chunk]
-    t = max(len(s) for s in spans)
-    out = torch.zeros(len(chunk), len(layers), t, hidden.shape[-1])
-    mask = torch.zeros(len(chunk), t, dtype=torch.bool)
-    index = list(layers)
-    for row, (e, span) in enumerate(zip(chunk, spans)):
-        shift = width - len(e.ids)
-        out[row, :, :len(span)] = hidden[row, index][:, [shift + i for i in span]].float().cpu()
-        mask[row, :len(span)] = True
-    return TokenStates(layers, out, mask)
