@@ -193,7 +193,7 @@ def _bank(meta: dict, tensors: dict[str, torch.Tensor], version: str) -> MemoryB
             word=stored_field("word", row["word"], MAX_WORD), context=stored_field("context", row["context"], MAX_CONTEXT),
             label=stored_field("label", row["label"], MAX_LABEL), label_id=_int(row["label_id"], 0, 10 ** 7),
             write_text=stored_text("write text", row["write_text"], MAX_QUESTION),
-            word_span=_span(row["word_span"]), context_span=_span(row.get("context_span")),
+            word_span=_span(row["word_span"], required=True), context_span=_span(row.get("context_span")),
             value=values[i], tail_ids=tails[i], tail_values=tail_values[at:at + len(tails[i])] if tails[i] else None,
             **{f: v[i] for f, v in keys.items()}, **{f: v[i] for f, v in token_rows.items()})
         at += len(tails[i])
@@ -248,8 +248,8 @@ def _tail_ids(raw) -> tuple[int, ...]:
     return tuple(_int(x, 0, 10 ** 7) for x in raw)
 
 
-def _span(raw) -> tuple[int, int] | None:
-    if raw is None:
+def _span(raw, required: bool = False) -> tuple[int, int] | None:
+    if raw is None and not required:
         return None
     if not isinstance(raw, list) or len(raw) != 2:
         raise ValueError(f"bad span {str(raw)[:80]}")
