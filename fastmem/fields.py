@@ -3,6 +3,7 @@ message can be shown as is (docs/bad-inputs.md)."""
 from __future__ import annotations
 
 import numbers
+import re
 import unicodedata
 
 from fastmem.errors import BindingError, SettingsError
@@ -32,8 +33,8 @@ def clean_field(name: str, text, max_len: int) -> str:
 
 
 def clean_question(text, max_len: int) -> str:
-    """A typed question, in the form written fields take (NFC): no control, invisible or private characters
-    (tabs and line breaks are fine: a chat turn has them)."""
+    """A typed question, in the form written fields take (NFC), its whitespace read as single spaces: no control,
+    invisible or private characters (tabs and line breaks are fine, and read as spaces)."""
     if not isinstance(text, str) or not text.strip():
         raise BindingError("The question is empty.")
     text = unicodedata.normalize("NFC", text)
@@ -43,7 +44,8 @@ def clean_question(text, max_len: int) -> str:
     if bad:
         raise BindingError(f"The question contains control or invisible characters (such as U+{ord(bad[0]):04X}); "
                            "retype it or paste it as plain text.")
-    return text
+    # every run of spaces of any kind, tabs and line breaks reads as one space: `game\u00a0A` and `game\nA` are `game A`
+    return re.sub(r"\s+", " ", text)
 
 
 MAX_VALUE_STEPS = 64

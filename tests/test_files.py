@@ -187,3 +187,19 @@ def test_a_snapshot_is_read_only_and_keeps_its_version(small):
     assert len(view) == 2 and len(small) == 0
     with pytest.raises(Exception, match="read-only"):
         view.add(replace(view.entries[0]))
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u2009", "\u3000", "\t", "\n", "  ", " \r\n "])
+def test_any_space_tab_or_line_break_between_words_reads_as_a_space(tiny_lab, small, space):
+    """Issue: a question with a non-breaking space, a tab or a line break between words missed silently."""
+    plain = tiny_lab.ask(small, "What does blicket mean in game A?")
+    spaced = tiny_lab.ask(small, f"What does blicket{space}mean in game{space}A?")
+    assert plain.chosen >= 0 and spaced.chosen == plain.chosen and spaced.answer_ids == plain.answer_ids
+
+
+@pytest.mark.parametrize("mark", ["\u0301", "\ufe0f", "\u0308"])
+def test_a_combining_mark_after_the_word_makes_another_word(tiny_lab, small, mark):
+    """`blicket` + a combining accent or a variation selector is not `blicket` (consistently: no span ends
+    inside a letter and its marks)."""
+    assert tiny_lab.ask(small, "What does blicket mean in game A?").chosen >= 0
+    assert tiny_lab.ask(small, f"What does blicket{mark} mean in game A?").chosen == -1

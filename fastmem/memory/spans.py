@@ -20,6 +20,8 @@ states of `level 4` and `level 1`, or of `Monday` and `Wednesday`, move together
 """
 from __future__ import annotations
 
+import unicodedata
+
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -108,6 +110,12 @@ class QuestionTokens:
                                 for f in fields))
 
 
+def _glued(ch: str) -> bool:
+    """Part of a word: a letter or digit, or a combining mark (an accent or a variation selector after `blicket`
+    makes another word, never `blicket` itself)."""
+    return ch.isalnum() or unicodedata.category(ch).startswith("M")
+
+
 def question_tokens(text: str, ids: list[int], offsets: list[tuple[int, int]], marked_word=None,
                     marked_context=None, unknown: int | None = None) -> dict:
     """One question's row of `QuestionTokens` (as lists), from its encoding. `offsets` are character spans in
@@ -120,8 +128,8 @@ def question_tokens(text: str, ids: list[int], offsets: list[tuple[int, int]], m
         s += len(text[s:e]) - len(text[s:e].lstrip())
         row["ids"].append(int(ids[i]))
         row["positions"].append(i)
-        row["can_start"].append(not (s > 0 and text[s - 1].isalnum() and text[s].isalnum()))
-        row["can_end"].append(not (e < len(text) and text[e].isalnum() and text[e - 1].isalnum()))
+        row["can_start"].append(not (s > 0 and _glued(text[s - 1]) and text[s].isalnum()))
+        row["can_end"].append(not (e < len(text) and _glued(text[e]) and _glued(text[e - 1])))
         row["word_area"].append(marked_word is None or i in marked_word)
         row["context_area"].append(marked_context is None or i in marked_context)
     return row
